@@ -1,0 +1,366 @@
+"""``jv.Probe``: one view of any Flax or plain-JAX image model.
+
+A probe wraps a model without changing it, lists its layers (names, kinds, output shapes,
+parameter counts) and gives pure, jitted functions from an input batch to the outputs of any
+chosen layers. Every jaxvis tool is built on it.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxvis._capture import (
+    LayerInfo,
+    Recorder,
+    StopForward,
+    linen_interceptor,
+    nnx_module_outputs,
+    tap,
+)
+
+__all__ = ["Layer", "Probe", "tap"]
+
+
+class Layer(NamedTuple):
+    """One layer of a probed model; ``shape`` excludes the batch axis."""
+
+    name: str
+    kind: str
+    shape: tuple[int, ...]
+    dtype: str
+    n_params: int
+
+
+@dataclass(frozen=True)
+class _Adapter:
+    """How to call one kind of model as a pure function ``run(params, x)``."""
+
+    kind: str  # "nnx", "linen" or "function"
+    run: Callable[[Any, jax.Array], Any]
+    params: Any
+    module_params: Callable[[str], dict[str, np.ndarray]]
+
+
+class Probe:
+    """Wrap a model to read the output of any of its layers.
+
+    Args:
+        model: a ``flax.nnx.Module``; a ``flax.linen.Module`` (then pass ``variables``); or a
+            function ``fn(params, x)`` whose layers are marked with ``jv.tap(name, h)``.
+        variables: the Linen variables, or the plain function's parameters.
+        input_shape: one example's shape ``(H, W, C)``. Needed to list layers before the first
+            call; inferred from the first batch otherwise.
+        input_range: the ``(lo, hi)`` range of the model's input pixels.
+        class_names: names of the output classes, for widgets and reports.
+        call_kwargs: extra keyword arguments for every model call (e.g. ``{"train": False}``).
+
+    Example::
+
+        probe = jv.Probe(model, input_shape=(28, 28, 1))
+        acts = probe.activations(x, layers=["conv3"])   # {"conv3": (N, 14, 14, 8)}
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        variables: Any = None,
+        *,
+        input_shape: Sequence[int] | None = None,
+        input_range: tuple[float, float] = (0.0, 1.0),
+        class_names: Sequence[str] | None = None,
+        call_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        self._adapter = _make_adapter(model, variables, dict(call_kwargs or {}))
+        self.input_range = _check_range(input_range)
+        self.class_names = tuple(class_names) if class_names is not None else None
+        self.input_shape = _check_input_shape(input_shape) if input_shape is not None else None
+        self._layers: tuple[Layer, ...] | None = None
+        self._infos: dict[str, LayerInfo] = {}
+        self._jitted: dict[tuple[frozenset[str] | None, bool], Callable] = {}
+
+    # ------------------------------------------------------------------ layers
+
+    @property
+    def kind(self) -> str:
+        """``"nnx"``, ``"linen"`` or ``"function"``."""
+        return self._adapter.kind
+
+    @property
+    def params(self) -> Any:
+        """The model's parameters and state, as passed to :meth:`apply`."""
+        return self._adapter.params
+
+    @property
+    def layers(self) -> tuple[Layer, ...]:
+        """All layers in call order, found by tracing shapes only (``jax.eval_shape``)."""
+        if self._layers is None:
+            if self.input_shape is None:
+                raise ValueError(
+                    "input_shape is unknown: pass input_shape=(H, W, C) to jv.Probe, "
+                    "or call the probe on a batch first"
+                )
+            self._discover()
+        assert self._layers is not None
+        return self._layers
+
+    @property
+    def layer_names(self) -> tuple[str, ...]:
+        return tuple(layer.name for layer in self.layers)
+
+    def layer(self, name: str) -> Layer:
+        """The layer called ``name``; unknown names raise with the closest names suggested."""
+        self._check_layer_names([name])
+        return next(layer for layer in self.layers if layer.name == name)
+
+    def _discover(self) -> None:
+        spec = jax.ShapeDtypeStruct((1, *self.input_shape), jnp.float32)
+        recorder = Recorder()
+
+        def run(params: Any, x: jax.Array) -> dict[str, Any]:
+            with recorder.active():
+                self._adapter.run(params, x)
+            return recorder.outputs
+
+        shapes = jax.eval_shape(run, self.params, spec)
+        self._infos = {name: LayerInfo(i.kind, i.settings) for name, i in recorder.infos.items()}
+        self._layers = tuple(
+            Layer(
+                name,
+                info.kind,
+                tuple(shapes[name].shape[1:]),
+                str(shapes[name].dtype),
+                sum(int(np.size(v)) for v in self._adapter.module_params(name).values()),
+            )
+            for name, info in recorder.infos.items()
+        )
+
+    # ------------------------------------------------------------------ compute
+
+    def apply(
+        self, params: Any, x: jax.Array, layers: Iterable[str] | None = None, truncate: bool = True
+    ) -> tuple[Any, dict[str, jax.Array]]:
+        """Pure function of ``params``: ``(output, {layer: activation})`` for ``x``.
+
+        With ``layers`` given and ``truncate`` true, the forward pass stops after the last
+        wanted layer and ``output`` is None. Safe to use inside ``jax.jit``/``jax.grad``.
+        """
+        wanted = None if layers is None else frozenset(layers)
+        recorder = Recorder(wanted=wanted, truncate=truncate and wanted is not None)
+        output = None
+        with recorder.active():
+            try:
+                output = self._adapter.run(params, x)
+            except StopForward:
+                pass
+        return output, dict(recorder.outputs)
+
+    def _compiled(self, wanted: frozenset[str] | None, truncate: bool) -> Callable:
+        key = (wanted, truncate)
+        if key not in self._jitted:
+
+            def run(params: Any, x: jax.Array) -> tuple[Any, dict[str, jax.Array]]:
+                return self.apply(params, x, wanted, truncate)
+
+            self._jitted[key] = jax.jit(run)
+        return self._jitted[key]
+
+    def __call__(self, x: Any) -> jax.Array:
+        """The model's output (logits) for the batch ``x`` (NHWC float)."""
+        x = self._check_input(x)
+        output, _ = self._compiled(frozenset(), False)(self.params, x)
+        return output
+
+    def activations(
+        self, x: Any, layers: Iterable[str] | str | None = None
+    ) -> dict[str, jax.Array]:
+        """``{layer name: activation}`` for the chosen layers (all when None), batch first.
+
+        One jitted call; layers after the last chosen one are not computed; calling again with
+        a batch of the same shape reuses the compiled function.
+        """
+        x = self._check_input(x)
+        if isinstance(layers, str):
+            layers = [layers]
+        names = self.layer_names if layers is None else list(layers)
+        self._check_layer_names(names)
+        _, acts = self._compiled(frozenset(names), True)(self.params, x)
+        return {name: acts[name] for name in names}
+
+    # ------------------------------------------------------------------ reports
+
+    def weights(self, layer: str | None = None) -> dict[str, dict[str, np.ndarray]]:
+        """``{layer: {"kernel": array, "bias": array, ...}}`` for layers owning parameters."""
+        names = self.layer_names if layer is None else [self.layer(layer).name]
+        found = {name: self._adapter.module_params(name) for name in names}
+        return {name: params for name, params in found.items() if params}
+
+    def summary(self) -> list[dict[str, Any]]:
+        """One row per layer: name, kind, output shape, parameter count and its settings."""
+        return [
+            {
+                "name": layer.name,
+                "kind": layer.kind,
+                "shape": layer.shape,
+                "n_params": layer.n_params,
+                **self._infos[layer.name].settings,
+            }
+            for layer in self.layers
+        ]
+
+    def __repr__(self) -> str:
+        if self._layers is None and self.input_shape is None:
+            return f"Probe({self.kind} model, layers unknown until input_shape is given)"
+        lines = [f"Probe({self.kind} model, input {self.input_shape}, range {self.input_range})"]
+        lines += [
+            f"  {layer.name:<24} {layer.kind:<14} {str(layer.shape):<16} {layer.n_params:>9,}"
+            for layer in self.layers
+        ]
+        return "\n".join(lines)
+
+    # ------------------------------------------------------------------ validation
+
+    def _check_input(self, x: Any) -> Any:
+        if not hasattr(x, "shape") or not hasattr(x, "dtype"):
+            raise TypeError(f"x must be a numpy or jax array (N, H, W, C), got {type(x).__name__}")
+        if not jnp.issubdtype(x.dtype, jnp.floating):
+            raise TypeError(
+                f"x must be a float array in the range {self.input_range}, got dtype {x.dtype}; "
+                "convert it, e.g. x.astype('float32') / 255"
+            )
+        if x.ndim != 4:
+            hint = "; add a batch axis with x[None]" if x.ndim == 3 else ""
+            raise ValueError(f"x must have 4 axes (N, H, W, C), got shape {tuple(x.shape)}{hint}")
+        if x.shape[0] == 0:
+            raise ValueError("x is an empty batch: expected at least one image")
+        if self.input_shape is None:
+            self.input_shape = tuple(int(d) for d in x.shape[1:])
+        elif tuple(x.shape[1:]) != self.input_shape:
+            what = "channel count" if x.shape[1:3] == self.input_shape[:2] else "image shape"
+            raise ValueError(
+                f"x has the wrong {what}: expected (N, {', '.join(map(str, self.input_shape))}),"
+                f" got {tuple(x.shape)}"
+            )
+        if not isinstance(x, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(x))):
+            raise ValueError("x contains NaN or inf values: expected finite pixel values")
+        return x
+
+    def _check_layer_names(self, names: Iterable[str]) -> None:
+        known = self.layer_names
+        for name in names:
+            if name not in known:
+                close = difflib.get_close_matches(str(name), known, n=3, cutoff=0.4)
+                hint = (
+                    f"did you mean {', '.join(map(repr, close))}?"
+                    if close
+                    else f"known layers: {', '.join(known)}"
+                )
+                raise ValueError(f"unknown layer {name!r}: {hint}")
+
+
+# ---------------------------------------------------------------------- adapters
+
+
+def _make_adapter(model: Any, variables: Any, call_kwargs: dict[str, Any]) -> _Adapter:
+    from flax import linen as nn
+    from flax import nnx
+
+    if isinstance(model, nnx.Module):
+        if variables is not None:
+            raise TypeError("variables must be None for an nnx.Module: its state is inside it")
+        return _nnx_adapter(model, call_kwargs)
+    if isinstance(model, nn.Module):
+        if variables is None:
+            raise TypeError("a flax.linen.Module needs its variables: jv.Probe(module, variables)")
+        return _linen_adapter(model, variables, call_kwargs)
+    if callable(model):
+        return _function_adapter(model, variables, call_kwargs)
+    raise TypeError(
+        "model must be a flax.nnx.Module, a flax.linen.Module or a function fn(params, x), "
+        f"got {type(model).__name__}"
+    )
+
+
+def _nnx_adapter(model: Any, call_kwargs: dict[str, Any]) -> _Adapter:
+    from flax import nnx
+
+    graphdef, state = nnx.split(model)
+
+    def run(params: Any, x: jax.Array) -> Any:
+        clone = nnx.merge(graphdef, params)
+        with nnx_module_outputs(clone):
+            return clone(x, **call_kwargs)
+
+    modules = {".".join(map(str, path)): m for path, m in nnx.iter_modules(model)}
+
+    def module_params(name: str) -> dict[str, np.ndarray]:
+        module = modules.get(name.split("@")[0])
+        if module is None:
+            return {}
+        own = nnx.state(module, nnx.Param)
+        return {_join(path): np.asarray(value) for path, value in _flat_items(own)}
+
+    return _Adapter("nnx", run, state, module_params)
+
+
+def _linen_adapter(module: Any, variables: Any, call_kwargs: dict[str, Any]) -> _Adapter:
+    from flax import linen as nn
+
+    def run(params: Any, x: jax.Array) -> Any:
+        with nn.intercept_methods(linen_interceptor):
+            return module.apply(params, x, **call_kwargs)
+
+    def module_params(name: str) -> dict[str, np.ndarray]:
+        subtree: Any = variables.get("params", {})
+        for part in name.split("@")[0].split("."):
+            subtree = subtree.get(part, {}) if hasattr(subtree, "get") else {}
+        return {_join(path): np.asarray(value) for path, value in _flat_items(subtree)}
+
+    return _Adapter("linen", run, variables, module_params)
+
+
+def _function_adapter(fn: Callable, params: Any, call_kwargs: dict[str, Any]) -> _Adapter:
+    def run(p: Any, x: jax.Array) -> Any:
+        return fn(p, x, **call_kwargs)
+
+    return _Adapter("function", run, params, lambda name: {})
+
+
+def _flat_items(tree: Any) -> list[tuple[tuple[Any, ...], Any]]:
+    leaves = jax.tree_util.tree_leaves_with_path(tree)
+    return [(tuple(_key_name(k) for k in path), value) for path, value in leaves]
+
+
+def _key_name(key: Any) -> str:
+    for attr in ("key", "name", "idx"):
+        if hasattr(key, attr):
+            return str(getattr(key, attr))
+    return str(key)
+
+
+def _join(path: tuple[str, ...]) -> str:
+    parts = [p for p in path if p not in ("value", "raw_value")]
+    return ".".join(parts)
+
+
+def _check_range(input_range: Any) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in input_range)
+    except (TypeError, ValueError):
+        raise TypeError(f"input_range must be a pair (lo, hi), got {input_range!r}") from None
+    if not lo < hi:
+        raise ValueError(f"input_range must have lo < hi, got {input_range!r}")
+    return lo, hi
+
+
+def _check_input_shape(shape: Sequence[int]) -> tuple[int, ...]:
+    shape = tuple(int(d) for d in shape)
+    if len(shape) != 3 or min(shape) <= 0:
+        raise ValueError(f"input_shape must be (H, W, C) with positive sizes, got {shape}")
+    return shape
