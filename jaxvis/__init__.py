@@ -1,17 +1,25 @@
-"""jaxvis: see inside JAX/Flax image models from a notebook."""
+"""jaxvis: see inside JAX/Flax image models from a notebook.
+
+Example::
+
+    import jaxvis as jv
+    demo = jv.zoo.load("mnist_cnn")
+    jv.widgets.LayerExplorer(demo.probe, demo.x_test[:10])
+"""
 
 from importlib import import_module
 from typing import Any
 
 from jaxvis.probe import Layer, Probe, tap
 
-__all__ = ["Layer", "Probe", "tap", "render", "zoo", "widgets"]
-__version__ = "0.1.0"
+_LAZY_SUBPACKAGES = ("attribution", "optvis", "render", "widgets", "zoo")
 
-_LAZY_SUBPACKAGES = {"render", "zoo", "widgets"}
+__all__ = ["Layer", "Probe", "tap", *_LAZY_SUBPACKAGES]
+__version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:
+    """Import subpackages on first use, so ``import jaxvis`` stays fast."""
     if name in _LAZY_SUBPACKAGES:
         return import_module(f"jaxvis.{name}")
     raise AttributeError(f"module 'jaxvis' has no attribute {name!r}")
