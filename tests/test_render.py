@@ -43,6 +43,7 @@ def test_normalize_vmin_vmax_fix_the_range():
     )
     np.testing.assert_array_equal(R.normalize([0.0, 3.0], vmax=-1), [1, 1])  # all above vmax
     np.testing.assert_array_equal(R.normalize([0.0, 3.0], vmin=5), [0, 0])  # all below vmin
+    np.testing.assert_array_equal(R.normalize([3.0, 3.0, 4.0], vmin=3, vmax=3), [0, 0, 1])
 
 
 def test_constant_inputs_do_not_divide_by_zero():
@@ -335,7 +336,7 @@ BAD = [
     (lambda: R.normalize([1.0, np.nan]), ValueError, r"x must be finite"),
     (lambda: R.normalize(["a"]), TypeError, r"x must be a real numeric array"),
     (lambda: R.normalize([1.0, 2.0], "channel"), ValueError, r"x must have >= 2 dims"),
-    (lambda: R.normalize([1.0], vmin=2, vmax=1), ValueError, r"vmin must be < vmax"),
+    (lambda: R.normalize([1.0], vmin=2, vmax=1), ValueError, r"vmin must be <= vmax"),
     (lambda: R.normalize([1.0], "none", vmax=1), ValueError, r"vmin/vmax"),
     (lambda: R.normalize([1.0], vmin="low"), TypeError, r"vmin must be a number"),
     (

@@ -75,8 +75,9 @@ def normalize(
         ``max(|vmin|, |vmax|)``.
       * ``"none"``: values are already in [0, 1]; they are only clipped.
 
-    Values outside ``[vmin, vmax]`` are clipped. A constant layer/channel maps to 0; an
-    all-zero array maps to 0.5 in ``"symmetric"`` mode. No division by zero ever happens.
+    Values outside ``[vmin, vmax]`` are clipped. A constant layer/channel maps to 0 (and
+    ``vmin == vmax`` is allowed: values above it map to 1, the rest to 0); an all-zero array
+    maps to 0.5 in ``"symmetric"`` mode. No division by zero ever happens.
 
     >>> normalize([0.0, 2.0, 4.0]).tolist()
     [0.0, 0.5, 1.0]
@@ -89,8 +90,8 @@ def normalize(
     vmax = _check_bound(vmax, "vmax")
     if mode == "none" and (vmin is not None or vmax is not None):
         raise ValueError("vmin/vmax are not used with mode='none'; pick 'layer' or 'symmetric'")
-    if vmin is not None and vmax is not None and not vmin < vmax:
-        raise ValueError(f"vmin must be < vmax; got vmin={vmin}, vmax={vmax}")
+    if vmin is not None and vmax is not None and vmin > vmax:
+        raise ValueError(f"vmin must be <= vmax; got vmin={vmin}, vmax={vmax}")
     if mode == "channel":
         if arr.ndim < 2:
             raise ValueError(
