@@ -1,0 +1,35 @@
+"""``jv.widgets``: JupyterLab widgets (ipywidgets, bqplot, one anywidget) over probes.
+
+Widgets hold no maths: they call the probe and ``jv.render`` and put the results on screen.
+Every widget has a stable CSS class (``jv-...``), shows errors from its callbacks in place
+(``.jv-error``) and keeps working.
+
+* :class:`LayerExplorer` (``jv-layer-explorer``): slide through images, see every layer.
+* :class:`ChannelGrid` (``jv-channel-grid``): a clickable, hoverable grid of tiles.
+* :class:`ModelSummary` (``jv-model-summary``): the layer table.
+* :class:`FilterGrid` (``jv-filter-grid``): the kernels of a conv layer.
+* :class:`WeightHistograms` (``jv-weight-histograms``): weight distributions, before/after.
+
+Example::
+
+    import jaxvis as jv
+
+    zoo = jv.zoo.load("mnist_cnn")
+    jv.widgets.LayerExplorer(zoo.probe, zoo.x_test[:100], labels=zoo.y_test[:100])
+"""
+
+from jaxvis.widgets._errors import ErrorBox
+from jaxvis.widgets.channel_grid import ChannelGrid
+from jaxvis.widgets.filters import FilterGrid
+from jaxvis.widgets.histograms import WeightHistograms
+from jaxvis.widgets.layer_explorer import LayerExplorer
+from jaxvis.widgets.summary import ModelSummary
+
+__all__ = [
+    "ChannelGrid",
+    "ErrorBox",
+    "FilterGrid",
+    "LayerExplorer",
+    "ModelSummary",
+    "WeightHistograms",
+]

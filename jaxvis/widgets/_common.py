@@ -1,0 +1,110 @@
+"""Argument checks and small display helpers shared by the jaxvis widgets (no maths here)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from jaxvis import render
+from jaxvis.probe import Probe
+
+__all__ = [
+    "check_images",
+    "check_labels",
+    "check_probe",
+    "fmt",
+    "image_png",
+    "layer_title",
+    "probe_conv_layers",
+]
+
+
+def check_probe(probe: Any, name: str = "probe") -> Probe:
+    """``probe`` itself if it is a :class:`jaxvis.Probe`, else a TypeError naming ``name``."""
+    if isinstance(probe, Probe):
+        return probe
+    hint = ""
+    if isinstance(getattr(probe, "probe", None), Probe):
+        hint = f"; pass its .probe (e.g. {name}=zoo_model.probe)"
+    raise TypeError(f"{name} must be a jaxvis.Probe, got {type(probe).__name__}{hint}")
+
+
+def check_images(images: Any, probe: Probe, name: str = "images") -> np.ndarray:
+    """``images`` as a float32 ``(N, H, W, C)`` array matching the probe's input shape."""
+    if not hasattr(images, "shape") or not hasattr(images, "dtype"):
+        raise TypeError(
+            f"{name} must be a numpy or jax array (N, H, W, C), got {type(images).__name__}"
+        )
+    arr = np.asarray(images)
+    if not np.issubdtype(arr.dtype, np.floating):
+        lo, hi = probe.input_range
+        raise TypeError(
+            f"{name} must be a float array in the probe's input range ({lo}, {hi}), "
+            f"got dtype {arr.dtype}"
+        )
+    if arr.ndim != 4:
+        hint = "; add a batch axis with images[None]" if arr.ndim == 3 else ""
+        raise ValueError(f"{name} must have 4 axes (N, H, W, C), got shape {arr.shape}{hint}")
+    if arr.shape[0] == 0:
+        raise ValueError(f"{name} is empty: expected at least one image")
+    if probe.input_shape is not None and tuple(arr.shape[1:]) != tuple(probe.input_shape):
+        raise ValueError(
+            f"{name} must have shape (N, {', '.join(map(str, probe.input_shape))}) like the "
+            f"probe's input_shape, got {arr.shape}"
+        )
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} contains NaN or inf values: expected finite pixel values")
+    return arr.astype(np.float32, copy=False)
+
+
+def check_labels(labels: Any, n: int, name: str = "labels") -> list[Any] | None:
+    """``None`` or a list of ``n`` labels (ints or strings)."""
+    if labels is None:
+        return None
+    if isinstance(labels, str) or not hasattr(labels, "__len__"):
+        raise TypeError(f"{name} must be a sequence with one label per image, got {labels!r}")
+    out = [v.item() if hasattr(v, "item") else v for v in np.asarray(labels).ravel()]
+    if len(out) != n:
+        raise ValueError(f"{name} must have one entry per image ({n}), got {len(out)}")
+    return out
+
+
+def fmt(value: float) -> str:
+    """A short, fixed-width-ish number for labels: ``0.83``, ``-12.4``, ``1.2e-05``."""
+    v = float(value)
+    if v == 0:
+        return "0"
+    if 1e-2 <= abs(v) < 1e4:
+        return f"{v:.3g}" if abs(v) >= 100 else f"{v:.2f}"
+    return f"{v:.2g}"
+
+
+def image_png(x: np.ndarray, input_range: tuple[float, float], size: int = 196) -> bytes:
+    """PNG of one input image ``(H, W, C)`` mapped from the probe's input range, upscaled."""
+    lo, hi = input_range
+    x01 = render.normalize(x, "layer", vmin=lo, vmax=hi)
+    if x01.shape[-1] == 1:
+        rgb = render.colorize(x01[..., 0], "gray")
+    elif x01.shape[-1] == 3:
+        rgb = render.to_uint8(x01)
+    else:  # show the first channel of a multi-channel input
+        rgb = render.colorize(x01[..., 0], "gray")
+    factor = max(1, size // max(x.shape[0], x.shape[1]))
+    return render.png_bytes(render.upscale(rgb, factor))
+
+
+def layer_title(name: str, kind: str, shape: Sequence[int]) -> str:
+    """``"conv1 · Conv · 28×28×4"``."""
+    return f"{name} · {kind} · {'×'.join(map(str, shape))}"
+
+
+def probe_conv_layers(probe: Probe) -> dict[str, np.ndarray]:
+    """``{layer: kernel}`` of the probe's layers with a 4-axis ``(kh, kw, in, out)`` kernel."""
+    out = {}
+    for name, params in probe.weights().items():
+        kernel = params.get("kernel")
+        if kernel is not None and np.ndim(kernel) == 4:
+            out[name] = np.asarray(kernel)
+    return out
