@@ -1,0 +1,86 @@
+# jaxvis developer entry points (each works on a fresh Debian machine with Python 3.11):
+#
+#   make lab         .venv with .[demo], then JupyterLab on notebooks/01_tour.ipynb
+#   make test        .venv with .[demo,test] (+ Debian's chromium when root), every test
+#   make test-quick  the same without the slow tests (the Binder environment build)
+#   make bench       key press -> activation grid latency in JupyterLab (benchmarks/latency.py)
+#   make lint        ruff check + ruff format --check
+#   make clean       remove .venv and test artifacts
+#
+# Installs happen once per pyproject.toml: the stamp file's name carries its hash.
+
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+KEY := $(shell sha256sum pyproject.toml | cut -c1-12)
+DEMO_STAMP := $(VENV)/.jaxvis-demo-$(KEY)
+TEST_STAMP := $(VENV)/.jaxvis-test-$(KEY)
+CHROMIUM := /usr/bin/chromium
+NOTEBOOK ?= notebooks/01_tour.ipynb
+PYTEST_ARGS ?=
+LAB_ARGS ?=
+ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
+
+.PHONY: lab test test-quick bench lint format venv install-demo install-test chromium clean
+
+lab: $(DEMO_STAMP)
+	$(VENV)/bin/jupyter lab $(ALLOW_ROOT) $(LAB_ARGS) $(NOTEBOOK)
+
+test: $(TEST_STAMP) chromium
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-quick: $(TEST_STAMP) chromium
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+bench: $(TEST_STAMP) chromium
+	$(PY) benchmarks/latency.py
+
+lint: $(TEST_STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(TEST_STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+venv: $(PY)
+install-demo: $(DEMO_STAMP)
+install-test: $(TEST_STAMP)
+
+# Debian ships python3.11 without ensurepip unless python3.11-venv is installed: as root,
+# install it and retry.
+$(PY):
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (need Python 3.11)"; exit 1; }
+	$(PYTHON) -m venv $(VENV) || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    rm -rf $(VENV); apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3.11-venv && \
+	    $(PYTHON) -m venv $(VENV); \
+	  else echo "error: '$(PYTHON) -m venv' failed; install python3.11-venv"; exit 1; fi; }
+
+$(DEMO_STAMP): | $(PY)
+	$(PY) -m pip install -e '.[demo]'
+	rm -f $(VENV)/.jaxvis-demo-*
+	touch $@
+
+# The test extras include the demo ones, so this stamp also satisfies `make lab`.
+$(TEST_STAMP): | $(PY)
+	$(PY) -m pip install -e '.[demo,test]'
+	rm -f $(VENV)/.jaxvis-test-* $(VENV)/.jaxvis-demo-*
+	touch $@ $(DEMO_STAMP)
+
+# Browser tests drive Debian's chromium (never `playwright install`). Without root and
+# without chromium they skip, saying why.
+chromium:
+	@if [ ! -x $(CHROMIUM) ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian's chromium"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  else \
+	    echo "note: $(CHROMIUM) is absent and we are not root: browser tests will skip"; \
+	  fi; \
+	fi
+
+clean:
+	rm -rf $(VENV) test-artifacts .pytest_cache build *.egg-info
