@@ -1,0 +1,43 @@
+"""Feature visualisation: what input does a unit respond to most?
+
+Activation maximisation in the style of Lucid and Yosinski et al. 2015, built from small pure
+pieces: objectives (``objectives``), image parameterisations (``param``), random differentiable
+transforms (``transforms``), regularizers (``regularizers``), named presets (``presets``) and
+the jitted optimisation loop (``render``).
+
+Example::
+
+    import jaxvis as jv
+    from jaxvis.optvis import objectives as obj
+    probe = jv.zoo.load("mnist_cnn").probe
+    res = jv.optvis.render(probe, obj.channel("conv5", 3) - 0.5 * obj.channel("conv5", 7))
+    res = jv.optvis.render(probe, "conv5:*", steps=128)     # all channels, one batch
+"""
+
+from jaxvis.optvis import objectives, param, presets, regularizers, transforms
+from jaxvis.optvis.engine import Progress, RenderResult, default_optimizer, render
+from jaxvis.optvis.objectives import Objective, as_objective
+from jaxvis.optvis.param import ImageParam, fourier, pixel
+from jaxvis.optvis.presets import PRESETS, Preset
+from jaxvis.optvis.regularizers import YOSINSKI, Regularizers
+
+__all__ = [
+    "PRESETS",
+    "YOSINSKI",
+    "ImageParam",
+    "Objective",
+    "Preset",
+    "Progress",
+    "Regularizers",
+    "RenderResult",
+    "as_objective",
+    "default_optimizer",
+    "fourier",
+    "objectives",
+    "param",
+    "pixel",
+    "presets",
+    "regularizers",
+    "render",
+    "transforms",
+]
