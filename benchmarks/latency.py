@@ -59,9 +59,13 @@ def measure(ctx, lab, name: str, root: str, presses: int, warmup: int) -> dict:
         bh.screenshot(page, f"latency-{name}", selector=root)
     finally:
         page.close()
-    stats = bh.summarize(samples)
-    stats.update(open_s=t_open, run_all_s=t_run, samples_ms=samples)
-    return stats
+    return {
+        "first": bh.summarize([x["first"] for x in samples]),
+        "all": bh.summarize([x["last"] for x in samples]),
+        "open_s": t_open,
+        "run_all_s": t_run,
+        "samples_ms": samples,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,15 +94,22 @@ def main(argv: list[str] | None = None) -> int:
 
     base, ex = results["baseline"], results["layer_explorer"]
     print(f"key press -> activation grid updated, JupyterLab, {args.presses} presses each")
-    print(f"{'':28}{'median':>9}{'p95':>9}{'min':>9}{'max':>9}   (ms)")
-    for label, r in [("messaging floor (baseline)", base), ("LayerExplorer, mnist_cnn", ex)]:
-        print(f"{label:28}{r['median']:9.1f}{r['p95']:9.1f}{r['min']:9.1f}{r['max']:9.1f}")
-    ratio_med, ratio_p95 = ex["median"] / base["median"], ex["p95"] / base["p95"]
-    print(f"ratio to the floor: median x{ratio_med:.2f}, p95 x{ratio_p95:.2f}")
-    met = ex["p95"] < GOAL_P95_MS
+    print(f"{'':44}{'median':>8}{'p95':>8}{'min':>8}{'max':>8}   (ms)")
+    rows = [
+        ("messaging floor (slider -> static Image)", base["first"]),
+        ("LayerExplorer mnist_cnn, first grid", ex["first"]),
+        ("LayerExplorer mnist_cnn, all grids", ex["all"]),
+    ]
+    for label, r in rows:
+        print(f"{label:44}{r['median']:8.1f}{r['p95']:8.1f}{r['min']:8.1f}{r['max']:8.1f}")
+    ratio_med = ex["first"]["median"] / base["first"]["median"]
+    ratio_p95 = ex["first"]["p95"] / base["first"]["p95"]
+    print(f"first grid / floor: median x{ratio_med:.2f}, p95 x{ratio_p95:.2f}")
+    met = ex["first"]["p95"] < GOAL_P95_MS
     print(
-        f"goal: LayerExplorer p95 < {GOAL_P95_MS:.0f} ms -> "
-        f"{'MET' if met else 'MISSED'} ({ex['p95']:.1f} ms)"
+        f"goal: LayerExplorer p95 < {GOAL_P95_MS:.0f} ms (first grid) -> "
+        f"{'MET' if met else 'MISSED'} ({ex['first']['p95']:.1f} ms; "
+        f"all grids {ex['all']['p95']:.1f} ms)"
     )
     print(f"(whole benchmark {time.perf_counter() - t0:.0f}s)")
 

@@ -405,15 +405,24 @@ def screenshot(page, name: str, selector: str | None = None) -> Path:
 # ------------------------------------------------------------------------------------ latency
 
 _JS_INSTALL_PROBE = """sel => {
-  const img = document.querySelector(sel);
-  if (!img) throw new Error('no element matches ' + sel);
-  const st = window.__jvLat = {t0: null, samples: [], pending: false};
+  const imgs = [...document.querySelectorAll(sel)];
+  if (!imgs.length) throw new Error('no element matches ' + sel);
+  const st = window.__jvLat = {t0: null, first: null, last: null, pending: false, samples: []};
   document.addEventListener('keydown', () => {
-    if (!st.pending) { st.t0 = performance.now(); st.pending = true; }
+    if (!st.pending) { st.t0 = performance.now(); st.first = st.last = null; st.pending = true; }
   }, true);
-  new MutationObserver(() => {
-    if (st.pending) { st.samples.push(performance.now() - st.t0); st.pending = false; }
-  }).observe(img, {attributes: true, attributeFilter: ['src']});
+  const seen = img => () => {
+    if (!st.pending) return;
+    const t = performance.now() - st.t0;
+    if (img === imgs[0] && st.first === null) st.first = t;
+    st.last = t;
+  };
+  for (const img of imgs)
+    new MutationObserver(seen(img)).observe(img, {attributes: true, attributeFilter: ['src']});
+  st.finish = () => {
+    st.samples.push({first: st.first, last: st.last});
+    st.pending = false;
+  };
 }"""
 
 
@@ -425,23 +434,24 @@ def measure_key_latency(
     key: str = "ArrowRight",
     timeout: float = 30.0,
     settle: float = 0.05,
-) -> list[float]:
-    """Milliseconds from keydown on the focused slider handle to the image's ``src`` change.
+) -> list[dict[str, float]]:
+    """Milliseconds from keydown on the focused slider handle to the images' ``src`` changes.
 
-    One press at a time: the next key goes only after the previous update has landed (and a
-    short settle), since ipywidgets coalesces rapid updates.
+    For each press returns ``{"first": ms, "last": ms}``: ``first`` when the first image
+    matching ``img_selector`` changed, ``last`` when the last of them changed before the
+    kernel went idle (the whole update). One press at a time: the next key goes only after
+    the kernel is idle again (and a short settle), since ipywidgets coalesces rapid updates.
     """
     page.locator(img_selector).first.scroll_into_view_if_needed()
     page.evaluate(_JS_INSTALL_PROBE, img_selector)
     page.locator(handle_selector).first.focus()
-    for i in range(presses):
+    for _ in range(presses):
         page.keyboard.press(key)
         page.wait_for_function(
-            "n => window.__jvLat.samples.length >= n",
-            arg=i + 1,
-            timeout=timeout * 1000,
-            polling="raf",
+            "() => window.__jvLat.first !== null", timeout=timeout * 1000, polling="raf"
         )
+        page.wait_for_function(_JS_KERNEL_IDLE, timeout=timeout * 1000, polling="raf")
+        page.evaluate("() => window.__jvLat.finish()")
         time.sleep(settle)
     return page.evaluate("() => window.__jvLat.samples")
 
