@@ -1,0 +1,34 @@
+"""Attribution: which input pixels a model's decision rests on, and whether to trust it.
+
+Captum-style functions over a ``jv.Probe``; each returns an :class:`Attribution`.
+
+Example::
+
+    import jaxvis as jv
+    res = jv.attribution.integrated_gradients(probe, x, target=3, steps=50)
+    res.values, res.delta
+"""
+
+from jaxvis.attribution._core import trace_counts
+from jaxvis.attribution.baselines import blur, make_baselines
+from jaxvis.attribution.gradcam import grad_cam
+from jaxvis.attribution.gradients import guided_backprop, input_x_gradient, saliency, smoothgrad
+from jaxvis.attribution.integrated import integrated_gradients, interior_gradients
+from jaxvis.attribution.quadrature import METHODS, nodes
+from jaxvis.attribution.result import Attribution
+
+__all__ = [
+    "METHODS",
+    "Attribution",
+    "blur",
+    "grad_cam",
+    "guided_backprop",
+    "input_x_gradient",
+    "integrated_gradients",
+    "interior_gradients",
+    "make_baselines",
+    "nodes",
+    "saliency",
+    "smoothgrad",
+    "trace_counts",
+]
