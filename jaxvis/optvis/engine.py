@@ -172,7 +172,7 @@ def render(
             "act on pixels: use param='pixel' or switch them off"
         )
     opt = optimizer if optimizer is not None else _DEFAULT_OPT
-    fns = _compiled(probe, obj, ip, tf, reg.uses_pixels, n_images, opt)
+    fns = _compiled(probe, obj, ip, tf, ip.on_pixels, n_images, opt)
 
     hp = {"obj": obj, "reg": reg.values()}
     seed_arr = jnp.asarray(seed, jnp.uint32)

@@ -125,6 +125,10 @@ class Objective:
             return sum(c(acts, output) for c in self.children)  # type: ignore[return-value]
         if self.kind == "scale":
             return self.values["w"] * self.children[0](acts, output)
+        if self.kind == "mask":
+            return self.values["m"] * self.children[0](acts, output)
+        if self.kind == "mixed":
+            return self.children[0](acts, output)
         act = output if self.layer == OUTPUT else acts[self.layer]
         if act is None:
             raise ValueError("this objective needs the model output, which was not computed")
@@ -190,6 +194,10 @@ class Objective:
     @property
     def description(self) -> str:
         """A readable formula, e.g. ``'channel(conv5, 3) - 0.5 * logit(2)'``."""
+        if self.kind == "mixed":
+            return f"one of {len(self.children[0].layers)} layers per image ({self.batch} images)"
+        if self.kind == "mask":
+            return f"masked({self.children[0].description})"
         if self.kind == "sum":
             a, b = self.children
             right = b.description
@@ -392,25 +400,38 @@ def diversity(layer: str) -> Objective:
 
 
 def stack(objectives: Sequence[Objective | str]) -> Objective:
-    """One batched objective from a list of objectives of the same structure.
+    """One batched objective from a list: image ``i`` maximises ``objectives[i]``.
+
+    Objectives of the same structure (kind and layer) have their values stacked; a mixed list
+    (different layers or kinds) becomes a masked sum, one term per structure, so it still runs
+    as one vectorised optimisation.
 
     Example::
 
         stack([channel("conv5", 0), channel("conv5", 3)])   # == channel("conv5", [0, 3])
+        stack(["conv3:1", "conv5:2", logit(4)])              # three images, one batch
     """
     objs = [as_objective(o) for o in objectives]
     if not objs:
         raise ValueError("objectives is an empty list: give at least one objective")
-    defs = {jax.tree_util.tree_structure(o) for o in objs}
-    if len(defs) != 1:
-        raise ValueError(
-            "objectives in a list must have the same structure (kind, layer) to run as one "
-            "batch; got " + ", ".join(o.description for o in objs)
-        )
-    if any(o.batch is not None for o in objs):
+    if any(o.batch is not None or o.all_channels for o in objs):
         raise ValueError("objectives in a list must be single (unbatched) objectives")
-    stacked = jax.tree_util.tree_map(lambda *v: jnp.stack(v), *objs)
-    return _set_batch(stacked, len(objs))
+    n = len(objs)
+    groups: dict[Any, list[int]] = {}
+    for i, o in enumerate(objs):
+        groups.setdefault(jax.tree_util.tree_structure(o), []).append(i)
+    if len(groups) == 1:
+        return _set_batch(jax.tree_util.tree_map(lambda *v: jnp.stack(v), *objs), n)
+    terms = []
+    for members in groups.values():
+        fill = [objs[i if i in members else members[0]] for i in range(n)]
+        stacked = _set_batch(jax.tree_util.tree_map(lambda *v: jnp.stack(v), *fill), n)
+        mask = jnp.asarray([i in members for i in range(n)], jnp.float32)
+        terms.append(Objective("mask", values={"m": mask}, children=(stacked,), batch=n))
+    total = terms[0]
+    for term in terms[1:]:
+        total = total + term
+    return Objective("mixed", children=(total,), batch=n)
 
 
 def _set_batch(obj: Objective, n: int) -> Objective:
