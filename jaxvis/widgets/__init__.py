@@ -33,3 +33,4 @@ __all__ = [
     "ModelSummary",
     "WeightHistograms",
 ]
+from jaxvis.widgets.feature_vis import FeatureVis  # noqa: E402, F401
