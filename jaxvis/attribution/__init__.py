@@ -14,8 +14,10 @@ from jaxvis.attribution.baselines import blur, make_baselines
 from jaxvis.attribution.gradcam import grad_cam
 from jaxvis.attribution.gradients import guided_backprop, input_x_gradient, saliency, smoothgrad
 from jaxvis.attribution.integrated import integrated_gradients, interior_gradients
+from jaxvis.attribution.metrics import spearman, ssim
 from jaxvis.attribution.quadrature import METHODS, nodes
 from jaxvis.attribution.result import Attribution
+from jaxvis.attribution.sanity import localisation, randomisation_test, randomise
 
 __all__ = [
     "METHODS",
@@ -24,11 +26,16 @@ __all__ = [
     "grad_cam",
     "guided_backprop",
     "input_x_gradient",
+    "localisation",
     "integrated_gradients",
     "interior_gradients",
     "make_baselines",
     "nodes",
+    "randomisation_test",
+    "randomise",
     "saliency",
     "smoothgrad",
+    "spearman",
+    "ssim",
     "trace_counts",
 ]
