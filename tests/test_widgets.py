@@ -24,6 +24,7 @@ from jaxvis.widgets import (
     ModelSummary,
     WeightHistograms,
 )
+from jaxvis.widgets.channel_grid import GridSpec, LayerGrids
 
 TRACES = {"n": 0}  # how often the tiny model's __call__ is traced (Python runs only when tracing)
 
@@ -128,20 +129,19 @@ def test_layer_explorer_builds_all_layers(probe, images):
     assert has_class(ex, "jv-layer-explorer")
     assert has_class(ex.slider, "jv-image-slider") and ex.slider.continuous_update
     assert ex.slider.max == len(images) - 1
-    assert list(ex.grids) == list(probe.layer_names)
-    assert all(
-        has_class(g, "jv-channel-grid") and g.png[:4] == b"\x89PNG" for g in ex.grids.values()
-    )
-    assert ex.grids["conv1"].n_tiles == 4 and ex.grids["conv2"].n_tiles == 6
-    dense = ex.grids["dense"]  # 3 units -> one strip of 1x1 tiles
-    assert (dense.rows, dense.cols, dense.n_tiles) == (1, 3, 3)
+    assert ex.grids.names == list(probe.layer_names) and has_class(ex.grids, "jv-layer-grids")
+    assert all(png[:4] == b"\x89PNG" for png in ex.grids.pngs)
+    assert ex.grids.geometry_of("conv1")["n_tiles"] == 4
+    assert ex.grids.geometry_of("conv2")["n_tiles"] == 6
+    dense = ex.grids.geometry_of("dense")  # 3 units -> one strip of 1x1 tiles
+    assert (dense["rows"], dense["cols"], dense["n_tiles"]) == (1, 3, 3)
     acts = probe.activations(images[:1])
     want = np.asarray(acts["dense"][0])
-    got = [float(label.split(": ")[1]) for label in dense.labels]
+    got = [float(label.split(": ")[1]) for label in ex.grids.labels_of("dense")]
     np.testing.assert_allclose(got, want, atol=0.006)
     conv_lo = float(np.asarray(acts["conv2"][0, ..., 5]).min())
-    assert ex.grids["conv2"].labels[5].startswith("ch 5: [")
-    assert abs(float(ex.grids["conv2"].labels[5].split("[")[1].split(",")[0]) - conv_lo) < 0.006
+    label = ex.grids.labels_of("conv2")[5]
+    assert label.startswith("ch 5: [") and abs(float(label[7:].split(",")[0]) - conv_lo) < 0.006
     assert list(ex.bars.x) == ["cat", "dog", "eel"]
     np.testing.assert_allclose(ex.bars.y, jax.nn.softmax(probe(images[:1])[0]), rtol=1e-5)
     assert "label <b>cat</b>" in ex.caption.value and "predicted" in ex.caption.value
@@ -151,12 +151,12 @@ def test_layer_explorer_builds_all_layers(probe, images):
 
 def test_slider_move_updates_grids_and_bars(probe, images):
     ex = LayerExplorer(probe, images)
-    before = {name: g.png for name, g in ex.grids.items()}
+    before = {name: ex.grids.png(name) for name in ex.grids.names}
     bars0, input0, enlarged0 = np.array(ex.bars.y), ex.input_image.value, ex.enlarged.value
     ex.slider.value = 3
     assert not ex.error.error
-    assert ex.grids["conv1"].png != before["conv1"]
-    assert ex.grids["conv2"].png != before["conv2"]
+    assert ex.grids.png("conv1") != before["conv1"]
+    assert ex.grids.png("conv2") != before["conv2"]
     assert ex.input_image.value != input0 and ex.enlarged.value != enlarged0
     assert not np.allclose(ex.bars.y, bars0)
     np.testing.assert_allclose(ex.bars.y, jax.nn.softmax(probe(images[3:4])[0]), rtol=1e-5)
@@ -166,17 +166,63 @@ def test_slider_move_updates_grids_and_bars(probe, images):
     assert ex.caption.value.startswith("image 3 / 5")
 
 
+def test_slider_move_is_few_messages(probe, images, monkeypatch):
+    """All layer grids travel in one message; a move sends a handful, not one per layer."""
+    import ipywidgets
+
+    ex = LayerExplorer(probe, images)
+    sent = []
+    original = ipywidgets.Widget.send_state
+
+    def counting(self, key=None):
+        sent.append(type(self).__name__)
+        return original(self, key)
+
+    monkeypatch.setattr(ipywidgets.Widget, "send_state", counting)
+    ex.slider.value = 1
+    assert sent.count("LayerGrids") == 1
+    assert len(sent) <= 8, sent
+
+
+def test_layer_grids_geometry_and_selection():
+    grids = LayerGrids()
+    a = np.stack([np.full((4, 4), k, np.float32) for k in range(3)])
+    specs = [
+        GridSpec("a", a, "A", options={"normalize": "layer", "scale": 2}),
+        GridSpec("b", np.zeros((5, 1, 1)), labels=list("vwxyz")),
+    ]
+    grids.show(specs)
+    assert grids.names == ["a", "b"] and grids.titles == ["A", ""]
+    g = grids.geometry_of("a")
+    assert (g["rows"], g["cols"], g["tile_w"], g["n_tiles"]) == (2, 2, 8, 3)
+    img = decode(grids.png("a"))
+    assert img.shape[:2] == (g["img_height"], g["img_width"]) == (17, 17)
+    assert (img[9:17, 0:8] == 255).all() and (img[0:8, 0:8] == 0).all()  # tile 2 white, 0 black
+    assert grids.labels_of("b") == list("vwxyz")
+    grids.select("b", 4)
+    assert grids.selected == (1, 4) and grids.selected_name == "b"
+    with pytest.raises(ValueError, match="tile"):
+        grids.select("b", 5)
+    with pytest.raises(ValueError, match="name"):
+        grids.select("c", 0)
+    grids.show(specs[:1])  # grid "b" is gone: the selection goes too
+    assert grids.selected == (-1, -1) and grids.selected_name is None
+
+
 def test_click_on_tile_enlarges_that_channel(probe, images):
     ex = LayerExplorer(probe, images)
-    assert ex.layer_select.value == "conv1" and ex.grids["conv1"].selected == 0
+    assert ex.layer_select.value == "conv1" and ex.grids.selected == (0, 0)
     enlarged0 = ex.enlarged.value
-    ex.grids["conv2"].selected = 4  # what a click on tile 4 of conv2's grid does
+    shown = []
+    ex.enlarged_info.observe(lambda ch: shown.append(ch["new"]), "value")
+    ex.grids.selected = (1, 4)  # what a click on tile 4 of the second grid (conv2) does
     assert not ex.error.error
+    assert len(shown) == 1 and "conv2" in shown[0]  # one redraw, no flash of another layer
     assert ex.layer_select.value == "conv2" and ex.channel_slider.value == 4
     assert ex.channel_slider.max == 5
     assert "conv2" in ex.enlarged_info.value and "channel 4" in ex.enlarged_info.value
     assert ex.enlarged.value != enlarged0
-    assert ex.grids["conv1"].selected == -1  # only one highlighted tile
+    assert ex.grids.selected == (1, 4) and ex.grids.selected_name == "conv2"
     tile = np.asarray(probe.activations(images[:1], "conv2")["conv2"][0, ..., 4])
     img = decode(ex.enlarged.value)
     assert img.shape[0] == img.shape[1] and img.shape[0] % tile.shape[0] == 0
@@ -184,15 +230,15 @@ def test_click_on_tile_enlarges_that_channel(probe, images):
     lum = img[::f, ::f].astype(float).sum(-1)
     assert np.unravel_index(lum.argmax(), lum.shape) == np.unravel_index(tile.argmax(), tile.shape)
     ex.channel_slider.value = 1  # the channel slider moves the highlight too
-    assert ex.grids["conv2"].selected == 1 and "channel 1" in ex.enlarged_info.value
-    ex.grids["dense"].selected = 2
+    assert ex.grids.selected == (1, 1) and "channel 1" in ex.enlarged_info.value
+    ex.grids.selected = (2, 2)
     assert ex.layer_select.value == "dense" and "unit 2" in ex.enlarged_info.value
 
 
 def test_callback_error_is_shown_and_widget_recovers(images):
     probe = make_probe(cls=FlakyProbe)
     ex = LayerExplorer(probe, images)
-    png0 = ex.grids["conv1"].png
+    png0 = ex.grids.png("conv1")
     probe.fail = True
     ex.slider.value = 2  # must not raise
     assert "probe exploded on purpose" in ex.error.error
@@ -200,7 +246,7 @@ def test_callback_error_is_shown_and_widget_recovers(images):
     probe.fail = False
     ex.slider.value = 4
     assert ex.error.error == "" and "jv-error" not in ex.error.value
-    assert ex.grids["conv1"].png != png0 and ex.caption.value.startswith("image 4")
+    assert ex.grids.png("conv1") != png0 and ex.caption.value.startswith("image 4")
     ex.select("conv2", 99)  # a bad selection is shown, not raised
     assert "channel must be in [0, 6)" in ex.error.error
     ex.select("conv2", 5)
@@ -214,7 +260,7 @@ def test_slider_does_not_recompile(images):
     for i in (1, 2, 5, 0, 3):
         ex.slider.value = i
     ex.normalize_toggle.value = "layer"
-    ex.grids["conv2"].selected = 2
+    ex.grids.selected = (1, 2)
     assert not ex.error.error
     assert TRACES["n"] == after_first  # same shape -> the jitted functions were reused
     probe.activations(images[:2])  # a new batch shape does trace: the counter can move
@@ -237,14 +283,14 @@ def test_layer_explorer_validates_arguments(probe, images):
     with pytest.raises(ValueError, match="unknown layer"):
         LayerExplorer(probe, images, layers=["conv9"])
     ex = LayerExplorer(probe, images[:1], layers=["conv2"])  # one image, one layer
-    assert list(ex.grids) == ["conv2"] and ex.slider.disabled
+    assert ex.grids.names == ["conv2"] and ex.slider.disabled
 
 
 def test_per_layer_normalisation_toggle_changes_grid(probe, images):
     ex = LayerExplorer(probe, images)
-    png = ex.grids["conv1"].png
+    png = ex.grids.png("conv1")
     ex.normalize_toggle.value = "layer"
-    assert not ex.error.error and ex.grids["conv1"].png != png
+    assert not ex.error.error and ex.grids.png("conv1") != png
 
 
 # --------------------------------------------------------------------------- other widgets

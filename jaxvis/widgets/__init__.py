@@ -5,7 +5,8 @@ Every widget has a stable CSS class (``jv-...``), shows errors from its callback
 (``.jv-error``) and keeps working.
 
 * :class:`LayerExplorer` (``jv-layer-explorer``): slide through images, see every layer.
-* :class:`ChannelGrid` (``jv-channel-grid``): a clickable, hoverable grid of tiles.
+* :class:`ChannelGrid` (``jv-channel-grid``): a clickable, hoverable grid of tiles;
+  :class:`LayerGrids` (``jv-layer-grids``) holds one per layer, updated in one message.
 * :class:`ModelSummary` (``jv-model-summary``): the layer table.
 * :class:`FilterGrid` (``jv-filter-grid``): the kernels of a conv layer.
 * :class:`WeightHistograms` (``jv-weight-histograms``): weight distributions, before/after.
@@ -19,7 +20,7 @@ Example::
 """
 
 from jaxvis.widgets._errors import ErrorBox
-from jaxvis.widgets.channel_grid import ChannelGrid
+from jaxvis.widgets.channel_grid import ChannelGrid, GridSpec, LayerGrids
 from jaxvis.widgets.filters import FilterGrid
 from jaxvis.widgets.histograms import WeightHistograms
 from jaxvis.widgets.layer_explorer import LayerExplorer
@@ -29,7 +30,9 @@ __all__ = [
     "ChannelGrid",
     "ErrorBox",
     "FilterGrid",
+    "GridSpec",
     "LayerExplorer",
+    "LayerGrids",
     "ModelSummary",
     "WeightHistograms",
 ]

@@ -1,8 +1,10 @@
-"""``ChannelGrid``: a tiled picture of channels you can hover and click.
+"""Tiled pictures of channels you can hover and click: ``ChannelGrid`` and ``LayerGrids``.
 
-The picture is one PNG (made by :func:`jaxvis.render.grid`); the widget knows where each tile
-sits, shows a tile's label (e.g. ``"ch 5: [-0.83, 0.97]"``) on hover, and sets ``selected`` to
-the tile's index on click. The front-end is a small ES module shipped beside this file.
+A grid is one PNG (made by :func:`jaxvis.render.grid`) plus its tile geometry, so the browser
+knows where each tile sits: it shows a tile's label (e.g. ``"ch 5: [-0.83, 0.97]"``) on hover
+and reports the tile's index on click. ``ChannelGrid`` holds one grid; ``LayerGrids`` holds a
+titled grid per layer and updates them all in one message (one round trip per slider move).
+The front-end is a small ES module shipped beside this file (``channel_grid.js``).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import math
 import pathlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import anywidget
@@ -18,7 +21,9 @@ import traitlets as T
 
 from jaxvis import render
 
-__all__ = ["ChannelGrid", "tile_scale"]
+__all__ = ["ChannelGrid", "GridSpec", "LayerGrids", "tile_grid", "tile_scale"]
+
+_ESM = pathlib.Path(__file__).with_name("channel_grid.js")
 
 #: Smallest size of a tile's shorter side in the PNG, and on screen, when scale/zoom are auto.
 MIN_PNG_PX = 8
@@ -30,23 +35,122 @@ def tile_scale(tile_h: int, tile_w: int, min_px: int) -> int:
     return max(1, math.ceil(min_px / max(1, min(tile_h, tile_w))))
 
 
+def tile_grid(
+    tiles: Any,
+    *,
+    ncols: int | None = None,
+    scale: int | None = None,
+    zoom: float | None = None,
+    spacing: int = 1,
+    normalize: str = "channel",
+    cmap: str = "gray",
+    background: int | tuple[int, int, int] = 255,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Tile a stack with :func:`jaxvis.render.grid`: ``(uint8 image, geometry)``.
+
+    ``tiles`` is ``(N, H, W)`` (grey or colormapped tiles) or ``(N, H, W, 3)`` (RGB tiles); for
+    the channels of one activation ``(H, W, C)`` pass ``np.moveaxis(a, -1, 0)``. The PNG holds
+    each tile upscaled by the integer ``scale`` (auto: at least 8 px; small PNGs encode fast);
+    the browser shows it ``zoom`` times larger, pixelated (auto: tiles >= 32 px on screen).
+    Grey images come back 2-D (a grey PNG is a third of the bytes). ``geometry`` has ``rows,
+    cols, tile_w, tile_h, spacing, margin, n_tiles, img_width, img_height, zoom`` (PNG pixels).
+
+    Example::
+
+        image, geom = tile_grid(np.random.rand(6, 7, 7))   # 6 tiles of 7x7
+        geom["rows"], geom["cols"], geom["tile_w"]          # (3, 3, 14)
+    """
+    tiles = np.asarray(tiles)
+    if tiles.ndim == 3:
+        n, th, tw = tiles.shape
+    elif tiles.ndim == 4 and tiles.shape[-1] == 3:
+        n, th, tw = tiles.shape[:3]
+    else:
+        raise ValueError(f"tiles must be (N, H, W) or (N, H, W, 3), got shape {tiles.shape}")
+    if scale is None:
+        scale = tile_scale(th, tw, MIN_PNG_PX)
+    if zoom is None:
+        zoom = float(tile_scale(th * scale, tw * scale, MIN_SCREEN_PX))
+    rows, cols = render.grid_shape(n, ncols)
+    image = render.grid(
+        tiles,
+        ncols=cols,
+        spacing=spacing,
+        scale=scale,
+        normalize=normalize,
+        cmap=cmap,
+        background=background,
+        tile_axis=0,
+    )
+    if cmap == "gray" and tiles.ndim == 3 and np.ndim(background) == 0:
+        image = np.ascontiguousarray(image[..., 0])
+    height, width = image.shape[:2]
+    tile_h, tile_w = th * scale, tw * scale
+    geometry = {
+        "rows": int(rows),
+        "cols": int(cols),
+        "tile_w": int(tile_w),
+        "tile_h": int(tile_h),
+        "spacing": int(spacing),
+        "margin": max(0, (width - cols * tile_w - (cols - 1) * spacing) // 2),
+        "n_tiles": int(n),
+        "img_width": int(width),
+        "img_height": int(height),
+        "zoom": float(zoom),
+    }
+    return image, geometry
+
+
+def _check_labels(labels: Sequence[str] | None, n: int) -> list[str]:
+    if labels is None:
+        return [f"ch {i}" for i in range(n)]
+    out = [str(s) for s in labels]
+    if len(out) != n:
+        raise ValueError(f"labels must have one entry per tile ({n}), got {len(out)}")
+    return out
+
+
+def _tile_rect(g: dict[str, Any], index: int) -> tuple[int, int, int, int]:
+    if not 0 <= index < g["n_tiles"]:
+        raise ValueError(f"index must be in [0, {g['n_tiles']}), got {index}")
+    r, c = divmod(index, g["cols"])
+    x = g["margin"] + c * (g["tile_w"] + g["spacing"])
+    y = g["margin"] + r * (g["tile_h"] + g["spacing"])
+    return x, y, g["tile_w"], g["tile_h"]
+
+
+def _tile_at(g: dict[str, Any], x: float, y: float) -> int:
+    tw, th, sp = g["tile_w"], g["tile_h"], g["spacing"]
+    px, py = x - g["margin"], y - g["margin"]
+    if px < 0 or py < 0 or tw <= 0 or th <= 0:
+        return -1
+    c, r = int(px // (tw + sp)), int(py // (th + sp))
+    if px - c * (tw + sp) >= tw or py - r * (th + sp) >= th:
+        return -1  # in a gap
+    if c >= g["cols"] or r >= g["rows"]:
+        return -1
+    idx = r * g["cols"] + c
+    return idx if idx < g["n_tiles"] else -1
+
+
 class ChannelGrid(anywidget.AnyWidget):
     """A grid of tiles (channels, units, kernels) in one PNG, with hover labels and clicks.
 
     Traits (all synced with the browser): ``png`` (PNG bytes), ``img_width``/``img_height``,
     the tile geometry in PNG pixels (``rows``, ``cols``, ``tile_w``, ``tile_h``, ``spacing``,
     ``margin``), ``n_tiles``, ``labels`` (one hover text per tile), ``selected`` (clicked tile,
-    -1 for none) and ``zoom`` (display size / PNG size).
+    -1 for none) and ``zoom`` (display size / PNG size). CSS: ``jv-channel-grid`` on the widget,
+    ``jv-grid-img`` on its ``<img>``, ``jv-grid-tooltip`` on the hover text.
 
     Example::
 
         grid = ChannelGrid()
-        grid.show_tiles(acts[0], labels=[f"ch {i}" for i in range(acts.shape[-1])])
-        grid.observe(lambda ch: print(ch["new"]), "selected")
+        grid.show_tiles(np.moveaxis(acts[0], -1, 0), labels=[f"ch {i}" for i in range(8)])
+        grid.observe(lambda change: print(change["new"]), "selected")
         grid
     """
 
-    _esm = pathlib.Path(__file__).with_name("channel_grid.js")
+    _esm = _ESM
 
     png = T.Bytes(b"").tag(sync=True)
     img_width = T.Int(0).tag(sync=True)
@@ -66,62 +170,14 @@ class ChannelGrid(anywidget.AnyWidget):
         super().__init__(**kwargs)
         self.add_class("jv-channel-grid")
 
-    # ------------------------------------------------------------------ content
-
     def show_tiles(
-        self,
-        tiles: Any,
-        *,
-        ncols: int | None = None,
-        scale: int | None = None,
-        zoom: float | None = None,
-        spacing: int = 1,
-        normalize: str = "channel",
-        cmap: str = "gray",
-        background: int | tuple[int, int, int] = 255,
-        labels: Sequence[str] | None = None,
+        self, tiles: Any, *, labels: Sequence[str] | None = None, **options: Any
     ) -> None:
-        """Render a stack of tiles with :func:`jaxvis.render.grid` and show it.
-
-        ``tiles`` is ``(N, H, W)`` (grey/colormapped tiles) or ``(N, H, W, 3)`` (RGB tiles);
-        for the channels of one activation ``(H, W, C)`` pass ``np.moveaxis(a, -1, 0)``.
-        The PNG holds each tile upscaled by the integer ``scale`` (auto: at least 8 px, small
-        PNGs encode fast); the browser shows it ``zoom`` times larger, pixelated (auto: tiles at
-        least 32 px on screen).
-        """
-        tiles = np.asarray(tiles)
-        if tiles.ndim == 3:
-            n, th, tw = tiles.shape
-        elif tiles.ndim == 4 and tiles.shape[-1] == 3:
-            n, th, tw = tiles.shape[:3]
-        else:
-            raise ValueError(f"tiles must be (N, H, W) or (N, H, W, 3), got shape {tiles.shape}")
-        if scale is None:
-            scale = tile_scale(th, tw, MIN_PNG_PX)
-        if zoom is None:
-            zoom = float(tile_scale(th * scale, tw * scale, MIN_SCREEN_PX))
-        rows, cols = render.grid_shape(n, ncols)
-        image = render.grid(
-            tiles,
-            ncols=cols,
-            spacing=spacing,
-            scale=scale,
-            normalize=normalize,
-            cmap=cmap,
-            background=background,
-            tile_axis=0,
-        )
-        self.set_image(
-            image,
-            rows=rows,
-            cols=cols,
-            tile_h=th * scale,
-            tile_w=tw * scale,
-            spacing=spacing,
-            n_tiles=n,
-            labels=labels,
-            zoom=zoom,
-        )
+        """Render a stack of tiles and show it; ``options`` are those of :func:`tile_grid`
+        (``ncols, scale, zoom, spacing, normalize, cmap, background``)."""
+        image, geometry = tile_grid(tiles, **options)
+        labels = _check_labels(labels, geometry["n_tiles"])
+        self._show(render.png_bytes(image), geometry, labels)
 
     def set_image(
         self,
@@ -137,11 +193,10 @@ class ChannelGrid(anywidget.AnyWidget):
         labels: Sequence[str] | None = None,
         zoom: float | None = None,
     ) -> None:
-        """Show an already tiled ``image`` (uint8 ``(H, W, 3)`` array) with its geometry.
+        """Show an already tiled ``image`` (uint8 ``(H, W[, 3])``) with its geometry.
 
         ``margin`` (border around the grid) is inferred from the image size when None;
         ``zoom`` (display size / PNG size) is kept when None.
-        All traits change in one message.
         """
         image = np.asarray(image)
         if image.ndim not in (2, 3) or image.dtype != np.uint8:
@@ -152,49 +207,138 @@ class ChannelGrid(anywidget.AnyWidget):
         n = rows * cols if n_tiles is None else int(n_tiles)
         if margin is None:
             margin = max(0, (width - cols * tile_w - (cols - 1) * spacing) // 2)
-        labels = [f"ch {i}" for i in range(n)] if labels is None else [str(s) for s in labels]
-        if len(labels) != n:
-            raise ValueError(f"labels must have one entry per tile ({n}), got {len(labels)}")
-        png = render.png_bytes(image)
-        with self.hold_sync():
+        geometry = {
+            "rows": int(rows),
+            "cols": int(cols),
+            "tile_w": int(tile_w),
+            "tile_h": int(tile_h),
+            "spacing": int(spacing),
+            "margin": int(margin),
+            "n_tiles": n,
+            "img_width": int(width),
+            "img_height": int(height),
+            "zoom": self.zoom if zoom is None else float(zoom),
+        }
+        self._show(render.png_bytes(image), geometry, _check_labels(labels, n))
+
+    def _show(self, png: bytes, geometry: dict[str, Any], labels: list[str]) -> None:
+        with self.hold_sync():  # all traits change in one message
             self.png = png
-            self.img_width, self.img_height = int(width), int(height)
-            self.rows, self.cols = int(rows), int(cols)
-            self.tile_w, self.tile_h = int(tile_w), int(tile_h)
-            self.spacing, self.margin = int(spacing), int(margin)
-            self.n_tiles = n
+            for key, value in geometry.items():
+                setattr(self, key, value)
             self.labels = labels
-            if zoom is not None:
-                self.zoom = float(zoom)
-            if self.selected >= n:
+            if self.selected >= geometry["n_tiles"]:
                 self.selected = -1
 
-    # ------------------------------------------------------------------ geometry
+    @property
+    def geometry(self) -> dict[str, Any]:
+        """The tile geometry (PNG pixels) as a dict."""
+        keys = ("rows", "cols", "tile_w", "tile_h", "spacing", "margin", "n_tiles")
+        return {k: getattr(self, k) for k in keys} | {
+            "img_width": self.img_width,
+            "img_height": self.img_height,
+            "zoom": self.zoom,
+        }
 
     def tile_rect(self, index: int) -> tuple[int, int, int, int]:
         """``(x, y, w, h)`` of tile ``index`` in PNG pixels."""
-        if not 0 <= index < self.n_tiles:
-            raise ValueError(f"index must be in [0, {self.n_tiles}), got {index}")
-        r, c = divmod(index, self.cols)
-        x = self.margin + c * (self.tile_w + self.spacing)
-        y = self.margin + r * (self.tile_h + self.spacing)
-        return x, y, self.tile_w, self.tile_h
+        return _tile_rect(self.geometry, index)
 
     def tile_at(self, x: float, y: float) -> int:
-        """Index of the tile under PNG pixel ``(x, y)``, or -1 (gap, margin, outside).
+        """Index of the tile under PNG pixel ``(x, y)``, or -1 (gap, margin, outside): the same
+        rule as the browser's click handler."""
+        return _tile_at(self.geometry, x, y)
 
-        The same rule as the browser's click handler.
-        """
-        px, py = x - self.margin, y - self.margin
-        if px < 0 or py < 0 or self.tile_w <= 0 or self.tile_h <= 0:
-            return -1
-        c = int(px // (self.tile_w + self.spacing))
-        r = int(py // (self.tile_h + self.spacing))
-        if px - c * (self.tile_w + self.spacing) >= self.tile_w:
-            return -1
-        if py - r * (self.tile_h + self.spacing) >= self.tile_h:
-            return -1
-        if c >= self.cols or r >= self.rows:
-            return -1
-        idx = r * self.cols + c
-        return idx if idx < self.n_tiles else -1
+
+@dataclass(frozen=True)
+class GridSpec:
+    """One titled grid of a :class:`LayerGrids`: what :func:`tile_grid` gets, plus labels."""
+
+    name: str
+    tiles: Any
+    title: str = ""
+    labels: Sequence[str] | None = None
+    options: dict[str, Any] | None = None  # ncols, scale, zoom, normalize, cmap, ...
+
+
+class LayerGrids(anywidget.AnyWidget):
+    """Many titled channel grids (one per layer) in one widget, updated in one message.
+
+    Each grid renders as ``<div class="jv-channel-grid jv-layer-grid" data-layer=name>`` with a
+    ``jv-layer-title`` and an ``<img class="jv-grid-img">``; hover and click work as in
+    :class:`ChannelGrid`. ``selected`` is ``(grid index, tile index)``, ``(-1, -1)`` for none.
+
+    Example::
+
+        grids = LayerGrids()
+        grids.show([GridSpec("conv1", np.moveaxis(a1, -1, 0)), GridSpec("conv2", ...)])
+        grids.select("conv2", 3)
+    """
+
+    _esm = _ESM
+
+    names = T.List().tag(sync=True)
+    titles = T.List().tag(sync=True)
+    pngs = T.List().tag(sync=True)  # of PNG bytes, sent as binary buffers
+    geometry = T.List().tag(sync=True)  # of geometry dicts, see tile_grid
+    labels = T.List().tag(sync=True)  # of lists of str
+    selected = T.Tuple(T.Int(), T.Int(), default_value=(-1, -1)).tag(sync=True)
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.add_class("jv-layer-grids")
+
+    def show(self, grids: Sequence[GridSpec]) -> None:
+        """Render every grid and send them all to the browser in one message."""
+        names, titles, pngs, geometry, labels = [], [], [], [], []
+        for spec in grids:
+            image, geom = tile_grid(spec.tiles, **(spec.options or {}))
+            names.append(spec.name)
+            titles.append(spec.title)
+            pngs.append(render.png_bytes(image))
+            geometry.append(geom)
+            labels.append(_check_labels(spec.labels, geom["n_tiles"]))
+        with self.hold_sync():
+            if names != self.names:
+                self.names = names
+            if titles != self.titles:
+                self.titles = titles
+            self.geometry = geometry
+            self.labels = labels
+            self.pngs = pngs
+            panel, tile = self.selected
+            if panel >= len(names) or (panel >= 0 and tile >= geometry[panel]["n_tiles"]):
+                self.selected = (-1, -1)
+
+    def index(self, name: str) -> int:
+        """The position of grid ``name``."""
+        try:
+            return self.names.index(name)
+        except ValueError:
+            raise ValueError(f"name must be one of {self.names}, got {name!r}") from None
+
+    def png(self, name: str) -> bytes:
+        """The PNG of grid ``name``."""
+        return self.pngs[self.index(name)]
+
+    def labels_of(self, name: str) -> list[str]:
+        """The hover labels of grid ``name``."""
+        return self.labels[self.index(name)]
+
+    def geometry_of(self, name: str) -> dict[str, Any]:
+        """The tile geometry of grid ``name``."""
+        return self.geometry[self.index(name)]
+
+    def select(self, name: str, tile: int) -> None:
+        """Select tile ``tile`` of grid ``name`` (-1: none), as a click would."""
+        i = self.index(name)
+        n = self.geometry[i]["n_tiles"]
+        if not -1 <= tile < n:
+            raise ValueError(f"tile must be in [0, {n}) for grid {name!r}, got {tile}")
+        self.selected = (i, tile) if tile >= 0 else (-1, -1)
+
+    @property
+    def selected_name(self) -> str | None:
+        """The name of the grid holding the selected tile, or None."""
+        panel = self.selected[0]
+        return self.names[panel] if 0 <= panel < len(self.names) else None

@@ -1,7 +1,8 @@
 """``LayerExplorer``: every layer's activations for one image at a time, plus the prediction.
 
 Moving the image slider runs one jitted ``probe.activations`` call for all layers (same shape
-every time, so it compiles once), renders each layer as a :class:`ChannelGrid`, updates the
+every time, so it compiles once), renders each layer as a titled channel grid (all layers in
+one :class:`LayerGrids` widget, so one message carries them all), updates the
 enlarged channel and the class-probability bars. A click on any tile enlarges that channel.
 """
 
@@ -29,14 +30,16 @@ from jaxvis.widgets._common import (
     layer_title,
 )
 from jaxvis.widgets._errors import ErrorBox
-from jaxvis.widgets.channel_grid import ChannelGrid
+from jaxvis.widgets.channel_grid import GridSpec, LayerGrids
 
 __all__ = ["LayerExplorer", "layer_tiles"]
 
 #: Dense layers with at most this many units are drawn as one row.
 STRIP_MAX = 16
-#: PNG size of one unit tile of a dense layer, and its display zoom.
-UNIT_PX, UNIT_ZOOM = 6, 3.0
+#: PNG size of one unit tile of a dense layer; on screen a unit is 8..28 px, the grid <= 320 px.
+UNIT_PX = 8
+UNIT_SCREEN_PX = (8.0, 28.0)
+DENSE_GRID_PX = 320.0
 #: Display size (CSS px) of the enlarged channel and the input image.
 ENLARGED_PX = 224
 INPUT_PX = 168
@@ -155,24 +158,9 @@ class LayerExplorer(W.VBox):
         self.enlarged_info = W.HTML()
         self.enlarged_info.add_class("jv-enlarged-info")
 
-        # --- one grid per layer
-        self.grids: dict[str, ChannelGrid] = {}
-        boxes = []
-        for ly in self._layers:
-            grid = ChannelGrid()
-            grid.observe(self._make_click_handler(ly.name), "selected")
-            self.grids[ly.name] = grid
-            title = W.HTML(
-                f"<b>{ly.name}</b> <span style='color:#666'>{ly.kind} · {ly.shape}</span>"
-            )
-            title.add_class("jv-layer-title")
-            box = W.VBox([title, grid], layout=W.Layout(margin="0 12px 12px 0"))
-            box.add_class("jv-layer-grid")
-            boxes.append(box)
-        self.grid_box = W.Box(
-            boxes, layout=W.Layout(display="flex", flex_flow="row wrap", align_items="flex-start")
-        )
-        self.grid_box.add_class("jv-layer-grids")
+        # --- one grid per layer, all in one widget
+        self.grids = LayerGrids()
+        self.grids.observe(self.error.guard(self._on_click), "selected")
 
         left = W.VBox([self.input_image, self.prediction], layout=W.Layout(align_items="center"))
         right = W.VBox(
@@ -186,7 +174,7 @@ class LayerExplorer(W.VBox):
         )
         top = W.HBox([left, right], layout=W.Layout(align_items="flex-start"))
         super().__init__(
-            [W.HBox([self.slider, self.caption]), self.error, top, self.grid_box],
+            [W.HBox([self.slider, self.caption]), self.error, top, self.grids],
         )
         self.add_class("jv-layer-explorer")
 
@@ -234,13 +222,11 @@ class LayerExplorer(W.VBox):
             return 1
         return int(np.prod(shape)) if shape else 1
 
-    def _make_click_handler(self, name: str) -> Any:
-        def on_click(change: dict[str, Any]) -> None:
-            if self._syncing or change["new"] < 0:
-                return
-            self._select(name, int(change["new"]))
-
-        return self.error.guard(on_click)
+    def _on_click(self, change: dict[str, Any]) -> None:
+        name = self.grids.selected_name
+        if self._syncing or name is None:
+            return
+        self._select(name, int(self.grids.selected[1]))
 
     # ------------------------------------------------------------------ callbacks
 
@@ -275,23 +261,34 @@ class LayerExplorer(W.VBox):
         )
 
     def _on_layer(self, change: Any) -> None:
-        layer = self._layer_by_name[self.layer_select.value]
-        n = self._n_tiles(layer)
-        with self.channel_slider.hold_trait_notifications():
-            self.channel_slider.value = min(self.channel_slider.value, n - 1)
-            self.channel_slider.max = n - 1
+        if self._syncing:
+            return
+        self._set_channel_slider(self.layer_select.value, int(self.channel_slider.value))
         self._sync_selection()
         self._draw_enlarged()
 
     def _on_channel(self, change: Any) -> None:
+        if self._syncing:
+            return
         self._sync_selection()
         self._draw_enlarged()
 
     def _on_normalize(self, change: Any) -> None:
         self._draw_grids()
 
+    def _set_channel_slider(self, layer: str, channel: int) -> None:
+        """Range the channel slider for ``layer`` and put it at ``channel`` (clipped), silently."""
+        n = self._n_tiles(self._layer_by_name[layer])
+        self._syncing = True
+        try:
+            with self.channel_slider.hold_trait_notifications():
+                self.channel_slider.max = n - 1
+                self.channel_slider.value = min(max(channel, 0), n - 1)
+        finally:
+            self._syncing = False
+
     def _select(self, layer: str, channel: int) -> None:
-        """Show ``channel`` of ``layer`` enlarged (what a click on a tile does)."""
+        """Show ``channel`` of ``layer`` enlarged (what a click on a tile does): one redraw."""
         if layer not in self._layer_by_name:
             raise ValueError(f"layer must be one of {list(self._layer_by_name)}, got {layer!r}")
         n = self._n_tiles(self._layer_by_name[layer])
@@ -299,14 +296,10 @@ class LayerExplorer(W.VBox):
             raise ValueError(f"channel must be in [0, {n}) for layer {layer!r}, got {channel}")
         self._syncing = True
         try:
-            if self.layer_select.value != layer:
-                self.channel_slider.max = n - 1
-                self.channel_slider.value = channel
-                self.layer_select.value = layer  # redraws via _on_layer
-            else:
-                self.channel_slider.value = channel
+            self.layer_select.value = layer
         finally:
             self._syncing = False
+        self._set_channel_slider(layer, channel)
         self._sync_selection()
         self._draw_enlarged()
 
@@ -319,37 +312,35 @@ class LayerExplorer(W.VBox):
     def _sync_selection(self) -> None:
         self._syncing = True
         try:
-            for name, grid in self.grids.items():
-                want = self.channel_slider.value if name == self.layer_select.value else -1
-                if grid.selected != want:
-                    grid.selected = want
+            if self.layer_select.value in self.grids.names:
+                self.grids.select(self.layer_select.value, int(self.channel_slider.value))
         finally:
             self._syncing = False
 
     def _draw_grids(self) -> None:
-        mode = self.normalize_toggle.value
-        for ly in self._layers:
-            act = self.acts[ly.name]
-            tiles, dense = layer_tiles(act)
-            grid = self.grids[ly.name]
-            if dense:
-                values = tiles.reshape(-1)
-                n = len(values)
-                ncols = n if n <= STRIP_MAX else math.ceil(math.sqrt(n))
-                labels = [f"unit {k}: {fmt(v)}" for k, v in enumerate(values.tolist())]
-                grid.show_tiles(
-                    tiles, ncols=ncols, scale=UNIT_PX, zoom=UNIT_ZOOM, normalize="layer",
-                    labels=labels,
-                )  # fmt: skip
-            else:
-                lo = tiles.min(axis=(1, 2)).tolist()
-                hi = tiles.max(axis=(1, 2)).tolist()
-                labels = [
-                    f"ch {k}: [{fmt(a)}, {fmt(b)}]"
-                    for k, (a, b) in enumerate(zip(lo, hi, strict=True))
-                ]
-                grid.show_tiles(tiles, normalize=mode, labels=labels)
+        self.grids.show([self._grid_spec(ly) for ly in self._layers])
         self._sync_selection()
+
+    def _grid_spec(self, layer: Layer) -> GridSpec:
+        tiles, dense = layer_tiles(self.acts[layer.name])
+        title = f"{layer.kind} · {layer.shape}"
+        if dense:
+            values = tiles.reshape(-1)
+            n = len(values)
+            ncols = n if n <= STRIP_MAX else math.ceil(math.sqrt(n))
+            lo_px, hi_px = UNIT_SCREEN_PX
+            zoom = min(hi_px, max(lo_px, DENSE_GRID_PX / ncols)) / UNIT_PX
+            labels = [f"unit {k}: {fmt(v)}" for k, v in enumerate(values.tolist())]
+            options = {"ncols": ncols, "scale": UNIT_PX, "zoom": zoom, "normalize": "layer"}
+            return GridSpec(layer.name, tiles, title, labels, options)
+        lo = tiles.min(axis=(1, 2)).tolist()
+        hi = tiles.max(axis=(1, 2)).tolist()
+        labels = [
+            f"ch {k}: [{fmt(a)}, {fmt(b)}]" for k, (a, b) in enumerate(zip(lo, hi, strict=True))
+        ]
+        return GridSpec(
+            layer.name, tiles, title, labels, {"normalize": self.normalize_toggle.value}
+        )
 
     def _draw_prediction(self, i: int) -> None:
         probs = self.probs
