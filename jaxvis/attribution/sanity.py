@@ -50,6 +50,7 @@ def _gradient(probe: Any, x: Any, target: Any, **kw: Any) -> Any:
 #: Methods by name for :func:`randomisation_test` (values are ``fn(probe, x, target, ...)``).
 METHODS: dict[str, Callable[..., Any]] = {
     "gradient": _gradient,
+    "saliency": _gradient,  # signed, as compared in the paper
     "integrated_gradients": integrated_gradients,
     "input_x_gradient": input_x_gradient,
     "smoothgrad": smoothgrad,
