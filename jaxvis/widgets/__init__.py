@@ -37,3 +37,4 @@ __all__ = [
     "WeightHistograms",
 ]
 from jaxvis.widgets.feature_vis import FeatureVis  # noqa: E402, F401
+from jaxvis.widgets.attribution import Attribution  # noqa: E402, F401
