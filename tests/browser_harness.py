@@ -396,9 +396,19 @@ def screenshot(page, name: str, selector: str | None = None) -> Path:
     if selector is None:
         page.screenshot(path=str(path))
     else:
+        # JupyterLab scrolls the notebook inside a fixed-height panel: grow the window so a
+        # tall element fits, then restore it.
         loc = page.locator(selector).first
-        loc.scroll_into_view_if_needed()
-        loc.screenshot(path=str(path))
+        box = loc.bounding_box() or {"height": 0}
+        size = page.viewport_size or VIEWPORT
+        need = int(box["height"]) + 250
+        if need > size["height"]:
+            page.set_viewport_size({"width": size["width"], "height": min(need, 6000)})
+        try:
+            loc.scroll_into_view_if_needed()
+            loc.screenshot(path=str(path))
+        finally:
+            page.set_viewport_size(size)
     return path
 
 
