@@ -160,6 +160,7 @@ def test_slider_move_updates_grids_and_bars(probe, images):
     assert ex.input_image.value != input0 and ex.enlarged.value != enlarged0
     assert not np.allclose(ex.bars.y, bars0)
     np.testing.assert_allclose(ex.bars.y, jax.nn.softmax(probe(images[3:4])[0]), rtol=1e-5)
+    assert list(ex.bars.color) == [float(k == np.argmax(ex.bars.y)) for k in range(3)]
     np.testing.assert_allclose(
         ex.acts["conv2"], np.asarray(probe.activations(images[3:4], "conv2")["conv2"][0])
     )
@@ -358,7 +359,7 @@ def test_weight_histograms_compare_on_shared_bins(probe):
     edges = np.histogram_bin_edges(np.concatenate([a.ravel(), b.ravel()]), 12)
     np.testing.assert_array_equal(wh.bars[1].y, np.histogram(b, edges)[0])
     assert "trained" in wh.stats.value and "init" in wh.stats.value
-    assert wh.bars[1].visible and wh.bars[0].display_legend
+    assert wh.bars[1].visible
 
 
 def test_weight_histograms_accepts_pytrees_and_validates(probe):

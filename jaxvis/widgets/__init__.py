@@ -10,6 +10,7 @@ Every widget has a stable CSS class (``jv-...``), shows errors from its callback
 * :class:`ModelSummary` (``jv-model-summary``): the layer table.
 * :class:`FilterGrid` (``jv-filter-grid``): the kernels of a conv layer.
 * :class:`WeightHistograms` (``jv-weight-histograms``): weight distributions, before/after.
+* :class:`FeatureVis`: feature visualisation; :class:`Attribution`: attribution maps.
 
 Example::
 
@@ -20,15 +21,19 @@ Example::
 """
 
 from jaxvis.widgets._errors import ErrorBox
+from jaxvis.widgets.attribution import Attribution
 from jaxvis.widgets.channel_grid import ChannelGrid, GridSpec, LayerGrids
+from jaxvis.widgets.feature_vis import FeatureVis
 from jaxvis.widgets.filters import FilterGrid
 from jaxvis.widgets.histograms import WeightHistograms
 from jaxvis.widgets.layer_explorer import LayerExplorer
 from jaxvis.widgets.summary import ModelSummary
 
 __all__ = [
+    "Attribution",
     "ChannelGrid",
     "ErrorBox",
+    "FeatureVis",
     "FilterGrid",
     "GridSpec",
     "LayerExplorer",
@@ -36,5 +41,3 @@ __all__ = [
     "ModelSummary",
     "WeightHistograms",
 ]
-from jaxvis.widgets.feature_vis import FeatureVis  # noqa: E402, F401
-from jaxvis.widgets.attribution import Attribution  # noqa: E402, F401

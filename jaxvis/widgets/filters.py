@@ -142,8 +142,8 @@ class FilterGrid(W.VBox):
             ]
             self.n_in_shown = 3
             self.caption.value = (
-                f"{cout} RGB filters of {kh}×{kw}, each scaled to its own range (grey = 0 only "
-                "when the filter is balanced)"
+                f"{cout} RGB filters of {kh}×{kw} on the input image, each scaled to its own "
+                "range: the colour and edge pattern each one responds to"
             )
             normalize, cmap = "none", "gray"
         else:

@@ -156,7 +156,6 @@ class WeightHistograms(W.VBox):
                 opacities=[0.55],
                 padding=0.0,
                 labels=[self.names[k]],
-                display_legend=self.compare is not None,
                 visible=k == 0 or self.compare is not None,
             )
             for k in range(2)
@@ -164,10 +163,9 @@ class WeightHistograms(W.VBox):
         self.figure = bq.Figure(
             marks=self.bars,
             axes=[
-                bq.Axis(scale=xs, label="weight value", num_ticks=5, tick_format=".2~g"),
-                bq.Axis(scale=ys, side="left", label="count", num_ticks=4),
+                bq.Axis(scale=xs, label="weight value", tick_format=".2~g"),
+                bq.Axis(scale=ys, side="left", label="count", tick_format=",~g"),
             ],
-            legend_location="top-right",
             fig_margin={"top": 20, "bottom": 45, "left": 60, "right": 15},
             layout=W.Layout(width="480px", height="300px"),
         )

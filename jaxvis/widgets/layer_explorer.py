@@ -194,12 +194,12 @@ class LayerExplorer(W.VBox):
         x = names if names else ["0"]
         xs = bq.OrdinalScale()
         ys = bq.LinearScale(min=0.0, max=1.0, allow_padding=False)
+        cs = bq.ColorScale(colors=["#4c78a8", "#f58518"], min=0.0, max=1.0)  # top class orange
         bars = bq.Bars(
             x=x,
             y=np.zeros(len(x)),
-            scales={"x": xs, "y": ys},
-            colors=["#4c78a8"] * len(x),
-            color_mode="element",
+            color=np.zeros(len(x)),
+            scales={"x": xs, "y": ys, "color": cs},
             padding=0.15,
         )
         ax_x = bq.Axis(scale=xs, label="class")
@@ -353,13 +353,12 @@ class LayerExplorer(W.VBox):
             if len(names) != len(probs):
                 names = [str(k) for k in range(len(probs))]
             top = int(np.argmax(probs))
-            colors = ["#4c78a8"] * len(probs)
-            colors[top] = "#f58518"
+            is_top = (np.arange(len(probs)) == top).astype(float)
             with self.bars.hold_sync():
                 if list(self.bars.x) != names:
                     self.bars.x = names
                 self.bars.y = probs
-                self.bars.colors = colors
+                self.bars.color = is_top
             pred_text = f" · predicted <b>{names[top]}</b> ({probs[top]:.0%})"
         label_text = ""
         if self.labels is not None:
