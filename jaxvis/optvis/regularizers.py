@@ -185,7 +185,14 @@ def post_update(
     """
     p = decay(p, v["decay"])
     every = v["blur_every"]
-    do_blur = (every > 0) & (jnp.mod(step, jnp.maximum(every, 1)) == 0)
-    p = jnp.where(do_blur, gaussian_blur(p, v["blur_sigma"]), p)
-    p = clip_small_norm(p, v["norm_pct"])
-    return clip_small_contribution(p, grad, v["contrib_pct"])
+    do_blur = (every > 0) & (jnp.mod(step, jnp.maximum(every, 1)) == 0) & (v["blur_sigma"] > 0)
+    # lax.cond runs only the taken branch: switched-off operations (percentiles sort every
+    # image) cost nothing, and switching them on does not compile again.
+    p = jax.lax.cond(do_blur, lambda q: gaussian_blur(q, v["blur_sigma"]), lambda q: q, p)
+    p = jax.lax.cond(v["norm_pct"] > 0, lambda q: clip_small_norm(q, v["norm_pct"]), lambda q: q, p)
+    return jax.lax.cond(
+        v["contrib_pct"] > 0,
+        lambda q: clip_small_contribution(q, grad, v["contrib_pct"]),
+        lambda q: q,
+        p,
+    )
