@@ -1,0 +1,94 @@
+"""The Attribution widget in notebooks/04_attribution.ipynb, as a person sees it: JupyterLab in
+headless Chromium, Run All, change the class, move alpha, watch the overlay update."""
+
+from __future__ import annotations
+
+import os
+
+import browser_harness as bh
+import pytest
+
+pytestmark = pytest.mark.browser
+
+NB = bh.NOTEBOOKS / "04_attribution.ipynb"
+ROOT = ".jv-attribution"
+OVERLAY = f"{ROOT} img.jv-attr-image"
+
+
+@pytest.fixture(scope="module")
+def page():
+    reason = bh.browser_unavailable_reason()
+    if reason:
+        if os.geteuid() == 0:  # CI runs as root and must run these
+            pytest.fail(f"browser tests cannot run: {reason}")
+        pytest.skip(reason)
+    with bh.JupyterLab([NB], env=bh.fast_env()) as lab, bh.chromium() as ctx:
+        pg = ctx.new_page()
+        bh.open_notebook(pg, lab, NB.name)
+        seconds, errors = bh.run_all(pg, timeout=900)
+        print(f"{NB.name}: Run All took {seconds:.1f}s")
+        if errors:
+            bh.screenshot(pg, "attribution-error")
+            pytest.fail(f"{NB.name} raised:\n{bh.format_cell_errors(errors)}", pytrace=False)
+        bh.wait_for_selectors(pg, [ROOT], timeout=120)
+        pg.locator(ROOT).first.scroll_into_view_if_needed()
+        bh.wait_for_images_loaded(pg, OVERLAY)
+        yield pg
+        pg.close()
+
+
+def _src(page) -> str:
+    return page.locator(OVERLAY).first.get_attribute("src") or ""
+
+
+def _wait_src_change(page, before: str) -> None:
+    page.wait_for_function(
+        "([sel, s]) => document.querySelector(sel).getAttribute('src') !== s",
+        arg=[OVERLAY, before],
+        timeout=60_000,
+        polling=100,
+    )
+    bh.wait_for_images_loaded(page, OVERLAY)
+
+
+def _assert_clean(page) -> None:
+    assert not page.locator(f"{ROOT} .jv-error").count(), page.locator(
+        f"{ROOT} .jv-error"
+    ).all_inner_texts()
+    assert not bh.page_text_problems(page)
+
+
+def test_widget_renders_overlay_and_gap(page) -> None:
+    facts = bh.image_facts(page, OVERLAY)
+    assert facts and facts[0]["naturalWidth"] >= 200, facts
+    assert "completeness gap" in page.locator(f"{ROOT} .jv-attr-delta").first.inner_text()
+    _assert_clean(page)
+    bh.screenshot(page, "attribution-widget", selector=ROOT)
+
+
+def test_changing_the_class_updates_the_overlay(page) -> None:
+    select = page.locator(f"{ROOT} .jv-attr-class select").first
+    before = _src(page)
+    first = select.input_value()
+    select.select_option(index=1)
+    _wait_src_change(page, before)
+    assert select.input_value() != first
+    _assert_clean(page)
+    bh.screenshot(page, "attribution-class-changed", selector=ROOT)
+
+
+def test_moving_alpha_updates_the_interior_gradient(page) -> None:
+    method = page.locator(f"{ROOT} .jv-attr-method select").first
+    before = _src(page)
+    method.select_option(label="interior gradients (alpha)")
+    _wait_src_change(page, before)
+    readout = page.locator(f"{ROOT} .jv-attr-alpha .widget-readout").first
+    value0 = readout.inner_text()
+    before = _src(page)
+    page.locator(f"{ROOT} .jv-attr-alpha .noUi-handle").first.focus()
+    for _ in range(10):
+        page.keyboard.press("ArrowLeft")
+    _wait_src_change(page, before)
+    assert readout.inner_text() != value0
+    _assert_clean(page)
+    bh.screenshot(page, "attribution-alpha-moved", selector=ROOT)
