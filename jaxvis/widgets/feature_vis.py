@@ -156,6 +156,7 @@ class FeatureVis(W.VBox):
         self.steps = W.IntSlider(
             steps, min=8, max=max(1024, steps), step=8, description="steps", continuous_update=False
         )
+        self.steps.add_class("jv-fv-steps")
         self.seed = W.IntText(0, description="seed")
         self.preview_every = preview_every
 
