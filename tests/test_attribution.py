@@ -3,6 +3,8 @@ scipy quadrature of the path integral, jax.grad, and hand-written guided backpro
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -30,6 +32,7 @@ RNG = np.random.default_rng(0)
 # --------------------------------------------------------------------------- models
 
 
+@functools.cache
 def linear_probe() -> tuple[jv.Probe, np.ndarray]:
     w = RNG.normal(size=(4 * 4 * 2, 3)).astype(np.float32)
 
@@ -40,6 +43,7 @@ def linear_probe() -> tuple[jv.Probe, np.ndarray]:
     return jv.Probe(fn, params, input_shape=(4, 4, 2), input_range=(-1.0, 1.0)), w
 
 
+@functools.cache
 def quadratic_probe() -> tuple[jv.Probe, np.ndarray]:
     c = RNG.normal(size=(4, 4, 2)).astype(np.float32)
 
@@ -106,13 +110,17 @@ def test_quadratic_model_one_sided_riemann_error_is_first_order(method: str) -> 
     assert errors[1] < errors[0] / 8  # O(1/n)
 
 
+def _toy(params, x):  # noqa: ANN001, ANN202
+    r = jax.nn.relu
+    return r(r(x[:, 0, 0, 0]) - 1 - r(x[:, 0, 0, 1]))[:, None]
+
+
+TOY = jv.Probe(_toy, {}, input_shape=(1, 1, 2), input_range=(-5.0, 5.0))
+
+
 @pytest.mark.parametrize("method", METHODS)
 def test_paper_toy_relu_model(method: str) -> None:
-    def toy(params, x):  # noqa: ANN001, ANN202
-        r = jax.nn.relu
-        return r(r(x[:, 0, 0, 0]) - 1 - r(x[:, 0, 0, 1]))[:, None]
-
-    probe = jv.Probe(toy, {}, input_shape=(1, 1, 2), input_range=(-5.0, 5.0))
+    probe = TOY
     x = np.array([[[[3.0, 1.0]]]], np.float32)
     res = integrated_gradients(probe, x, target=0, baseline="zero", steps=300, method=method)
     np.testing.assert_allclose(np.asarray(res.values).ravel(), [1.5, -0.5], atol=0.015)
@@ -164,13 +172,12 @@ def test_batch_size_does_not_change_results() -> None:
     probe = small_probe()
     x = images(3)
     ref = integrated_gradients(probe, x, [0, 1, 2], ["black", "uniform"], 10, batch_size=60)
-    for bs in (1, 4, 7, 13):
+    for bs in (1, 7):
         got = integrated_gradients(probe, x, [0, 1, 2], ["black", "uniform"], 10, batch_size=bs)
         np.testing.assert_allclose(got.values, ref.values, rtol=1e-5, atol=1e-7)
         np.testing.assert_allclose(got.delta, ref.delta, atol=1e-6)
-    sg = [smoothgrad(probe, x, 1, samples=6, batch_size=bs).values for bs in (1, 5, 18)]
+    sg = [smoothgrad(probe, x, 1, samples=6, batch_size=bs).values for bs in (5, 18)]
     np.testing.assert_allclose(sg[0], sg[1], rtol=1e-5, atol=1e-7)
-    np.testing.assert_allclose(sg[0], sg[2], rtol=1e-5, atol=1e-7)
 
 
 def test_baselines() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -41,6 +43,7 @@ class SmallCNN(nnx.Module):
         return self.dense(self.gap(h))
 
 
+@functools.cache
 def small_probe(fn=jnp.tanh, seed: int = 0, size: int = 8, cin: int = 2) -> jv.Probe:  # noqa: ANN001
     model = SmallCNN(nnx.Rngs(seed), fn, cin)
     return jv.Probe(model, input_shape=(size, size, cin), class_names=("a", "b", "c"))
