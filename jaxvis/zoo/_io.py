@@ -1,0 +1,61 @@
+"""File helpers of the zoo: the user cache folder and atomic, pickle-free ``.npz`` writes."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["atomic_savez", "cache_dir"]
+
+
+def cache_dir() -> Path:
+    """The folder for cached demo data: ``$JAXVIS_CACHE``, else ``$XDG_CACHE_HOME/jaxvis``,
+    else ``~/.cache/jaxvis``. It is created on first use by :func:`atomic_savez`.
+
+    Example::
+
+        cache_dir()                   # PosixPath('/home/me/.cache/jaxvis')
+    """
+    explicit = os.environ.get("JAXVIS_CACHE")
+    if explicit:
+        return Path(explicit).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "jaxvis"
+
+
+def atomic_savez(
+    path: str | os.PathLike[str], arrays: Mapping[str, np.ndarray], compress: bool = False
+) -> Path:
+    """Write ``arrays`` to the ``.npz`` file ``path`` atomically (temp file, then rename).
+
+    Only plain numeric/boolean/unicode arrays are written, so the file loads with
+    ``np.load(path, allow_pickle=False)``. ``compress`` zips the arrays (smaller, slower to
+    read; noisy images barely shrink). Example::
+
+        atomic_savez("/tmp/a.npz", {"x": np.arange(3)})
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    clean = {}
+    for key, value in arrays.items():
+        array = np.asarray(value)
+        if array.dtype == object:
+            raise TypeError(f"array {key!r} has dtype object, which would need pickle")
+        clean[key] = array
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            (np.savez_compressed if compress else np.savez)(f, **clean)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
