@@ -72,7 +72,8 @@ def browser_unavailable_reason() -> str | None:
     """Why browser tests cannot run here, or None when they can."""
     if not CHROMIUM.exists():
         how = (
-            "run `make test` as root to install Debian's chromium"
+            "install Debian's chromium (`sudo apt-get install chromium`; `make test` does it "
+            "when run as root)"
             if os.geteuid() != 0
             else "`apt-get install chromium` (make test does this as root)"
         )
