@@ -294,12 +294,15 @@ def chromium() -> Iterator:
 
 _JS_NOTEBOOK = "window.jupyterapp && window.jupyterapp.shell.currentWidget"
 
-_JS_KERNEL_IDLE = f"""() => {{
+_JS_KERNEL_STATUS = f"""() => {{
   const w = {_JS_NOTEBOOK};
   const k = w && w.sessionContext && w.sessionContext.session
             && w.sessionContext.session.kernel;
-  return !!k && k.status === 'idle';
+  return k ? k.status : null;
 }}"""
+_JS_KERNEL_IDLE = f"() => ({_JS_KERNEL_STATUS})() === 'idle'"
+_JS_KERNEL_IDLE_OR_DEAD = f"() => ['idle', 'dead'].includes(({_JS_KERNEL_STATUS})())"
+
 
 # Errors in executed cells: [{cell, ename, evalue, traceback}], tracebacks without ANSI codes.
 _JS_CELL_ERRORS = f"""() => {{
@@ -320,11 +323,16 @@ _JS_CELL_ERRORS = f"""() => {{
 }}"""
 
 
-@dataclass
-class RunResult:
-    seconds_to_idle: float  # open notebook -> kernel idle
-    seconds_run_all: float  # Run All -> every cell executed
-    errors: list[dict]
+# Code cells with source whose execution count is still empty.
+_JS_UNEXECUTED = f"""() => {{
+  const w = {_JS_NOTEBOOK};
+  const out = [];
+  w.content.widgets.forEach((cell, i) => {{
+    if (cell.model.type === 'code' && cell.model.sharedModel.getSource().trim()
+        && cell.model.executionCount === null) out.push(i);
+  }});
+  return out;
+}}"""
 
 
 def open_notebook(page, lab: JupyterLab, name: str, timeout: float = 120.0) -> float:
@@ -352,10 +360,29 @@ def run_all(page, timeout: float = 600.0) -> tuple[float, list[dict]]:
         err => {{ window.__jvRun = {{error: String(err)}}; }});
     }}"""
     )
-    page.wait_for_function("() => window.__jvRun !== null", timeout=timeout * 1000, polling=250)
-    page.wait_for_function(_JS_KERNEL_IDLE, timeout=timeout * 1000, polling=200)
+    page.wait_for_function(
+        f"() => window.__jvRun !== null || ({_JS_KERNEL_STATUS})() === 'dead'",
+        timeout=timeout * 1000,
+        polling=250,
+    )
+    page.wait_for_function(_JS_KERNEL_IDLE_OR_DEAD, timeout=timeout * 1000, polling=200)
     seconds = time.perf_counter() - t0
-    return seconds, page.evaluate(_JS_CELL_ERRORS)
+    errors = page.evaluate(_JS_CELL_ERRORS)
+    if not errors:
+        skipped = page.evaluate(_JS_UNEXECUTED)
+        if skipped:
+            status = page.evaluate(_JS_KERNEL_STATUS)
+            errors.append(
+                {
+                    "cell": skipped[0],
+                    "ename": "NotExecuted",
+                    "evalue": f"code cells {skipped} did not run (kernel died or restarted?); "
+                    f"kernel status {status!r}",
+                    "traceback": "",
+                    "source": "",
+                }
+            )
+    return seconds, errors
 
 
 def format_cell_errors(errors: list[dict]) -> str:
