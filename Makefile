@@ -52,12 +52,14 @@ install-test: $(TEST_STAMP)
 # install it and retry.
 $(PY):
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (need Python 3.11)"; exit 1; }
-	$(PYTHON) -m venv $(VENV) || { \
+	@echo "creating $(VENV) with $(PYTHON)"
+	@$(PYTHON) -m venv $(VENV) || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    rm -rf $(VENV); apt-get update -qq && \
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3.11-venv && \
 	    $(PYTHON) -m venv $(VENV); \
-	  else echo "error: '$(PYTHON) -m venv' failed; install python3.11-venv"; exit 1; fi; }
+	  else rm -rf $(VENV); echo "error: '$(PYTHON) -m venv' failed; install python3.11-venv"; \
+	    exit 1; fi; }
 
 $(DEMO_STAMP): | $(PY)
 	$(PY) -m pip install -e '.[demo]'
