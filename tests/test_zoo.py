@@ -15,7 +15,7 @@ import jaxvis as jv
 from jaxvis.zoo import _io, data_mnist
 from jaxvis.zoo.data_shapes import SHAPE_NAMES, make_shapes, shape_mask
 from jaxvis.zoo.models import Activation, AvgPool, MaxPool
-from jaxvis.zoo.train import TrainConfig, augment, fit, make_train_step
+from jaxvis.zoo.train import TrainConfig, augment, fit, make_train_step, predict
 from jaxvis.zoo.weights import META_KEY, flat_state, load_weights, read_meta, save_weights
 
 
@@ -108,10 +108,29 @@ def test_meta_records_accuracy(mnist, shapes):
 
 def test_build_gives_an_untrained_model(mnist):
     fresh = jv.zoo.build("mnist_cnn", nnx.Rngs(0))
-    logits = fresh(jnp.asarray(mnist.x_test[:200]))
-    assert float(np.mean(np.argmax(logits, -1) == mnist.y_test[:200])) < 0.5
-    same = jv.zoo.build("mnist_cnn", 0)
-    np.testing.assert_array_equal(same.conv1.kernel[...], fresh.conv1.kernel[...])
+    assert float(np.mean(predict(fresh, mnist.x_test[:200]) == mnist.y_test[:200])) < 0.5
+    again = jv.zoo.build("mnist_cnn", nnx.Rngs(0))
+    np.testing.assert_array_equal(again.conv1.kernel[...], fresh.conv1.kernel[...])
+    seeded = jv.zoo.build("mnist_cnn", 0)
+    np.testing.assert_array_equal(
+        seeded.dense1.kernel[...], jv.zoo.build("mnist_cnn", 0).dense1.kernel[...]
+    )
+    assert not np.array_equal(
+        seeded.dense1.kernel[...], jv.zoo.build("mnist_cnn", 1).dense1.kernel[...]
+    )
+
+
+@pytest.mark.parametrize(("name", "gain"), [("mnist_cnn", 1.0), ("shapes_cnn", 2.0)])
+def test_build_matches_flax_initialiser_statistics(name, gain):
+    model = jv.zoo.build(name, 3)
+    for path, value in flat_state(model).items():
+        if path.endswith("bias"):
+            assert not value.any()
+        else:
+            fan_in = int(np.prod(value.shape[:-1]))
+            std = np.sqrt(gain / fan_in)
+            assert abs(value.std() / std - 1) < 0.25, path
+            assert np.abs(value).max() <= 2 * std / 0.8796 + 1e-6, path
 
 
 # ---------------------------------------------------------------- weights files

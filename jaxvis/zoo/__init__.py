@@ -23,7 +23,15 @@ Example::
 """
 
 from jaxvis.zoo.data import ZooData
-from jaxvis.zoo.load import NAMES, ZooModel, build, load, load_data, weights_path
+from jaxvis.zoo.load import (
+    NAMES,
+    ZooModel,
+    abstract_model,
+    build,
+    load,
+    load_data,
+    weights_path,
+)
 from jaxvis.zoo.models import Activation, AvgPool, Flatten, GlobalAvgPool, MaxPool
 
 __all__ = [
@@ -35,6 +43,7 @@ __all__ = [
     "MaxPool",
     "ZooData",
     "ZooModel",
+    "abstract_model",
     "build",
     "load",
     "load_data",

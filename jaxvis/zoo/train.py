@@ -63,7 +63,7 @@ class TrainConfig:
 CONFIGS: dict[str, TrainConfig] = {
     "mnist_cnn": TrainConfig(epochs=30, batch_size=64, learning_rate=3e-3, shift=2),
     "shapes_cnn": TrainConfig(
-        epochs=20, batch_size=64, learning_rate=3e-3, dihedral=True, recolour=True
+        epochs=18, batch_size=64, learning_rate=5e-3, dihedral=True, recolour=True
     ),
 }
 
