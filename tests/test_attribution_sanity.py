@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import jax
 import numpy as np
 import pytest
 from scipy.stats import spearmanr
@@ -102,11 +101,52 @@ def test_localisation_scores() -> None:
 
 
 def test_integrated_gradients_localises_shapes() -> None:
+    """IG on shapes_cnn falls on the object -- because of the model, and more with a blurred
+    baseline than with black. It does not put *most* positive attribution inside the mask.
+
+    Measured on the first 256 test images (97.6% weights, 32 steps, target = true class; the
+    predicted class gives the same figures to 3 digits), mask area 0.18 of the image:
+
+    ==================  ===============  ============  ==================================
+    baseline            positive inside  pointing      random weights (inside / pointing)
+    ==================  ===============  ============  ==================================
+    black               0.34             0.57          0.17 / 0.30
+    blur (sigma 3.2)    0.50             0.83          0.34 / 0.56
+    blur (sigma 6)      0.57             0.95          0.38 / 0.66
+    black+white+blur    0.41             0.77          0.23 / 0.43
+    ==================  ===============  ============  ==================================
+
+    With the mask grown by 1 px (the shape's rim, where edge detectors fire) the blur figure
+    is 0.70 and pointing 0.96. The blurred baseline helps partly by itself: ``|x - blur(x)|``
+    alone puts 0.33 inside (pointing 0.90), hence the randomised-weights control below.
+    """
     zoo = zoo_or_skip("shapes_cnn")
-    x, y, masks = zoo.x_test[:32], zoo.y_test[:32], zoo.masks_test[:32]
-    res = jv.attribution.integrated_gradients(zoo.probe, x, y, steps=32)
-    loc = localisation(res.values, masks)
-    print("shapes IG: inside", loc["inside"].mean(), "area", loc["area"].mean())
-    assert loc["inside"].mean() > 0.5
-    assert loc["inside"].mean() > 2 * loc["area"].mean()
-    assert jax.numpy.isfinite(res.values).all()
+    probe = zoo.probe
+    x, y, masks = zoo.x_test[:64], zoo.y_test[:64], zoo.masks_test[:64]
+    area = float(masks.mean())
+
+    def score(baseline, params=None):  # noqa: ANN001, ANN202
+        res = jv.attribution.integrated_gradients(
+            probe, x, y, baseline=baseline, steps=32, params=params
+        )
+        assert np.isfinite(np.asarray(res.values)).all()
+        loc = localisation(res.values, masks)
+        return float(loc["inside"].mean()), float(loc["pointing"].mean())
+
+    blur_in, blur_pt = score("blur")
+    black_in, black_pt = score("black")
+    random = randomise(probe, [layer.name for layer in probe.layers if layer.n_params], seed=0)
+    rand_in, rand_pt = score("blur", random)
+    print(
+        f"shapes IG (64 images, mask area {area:.3f}): blur inside {blur_in:.3f} pointing "
+        f"{blur_pt:.2f}; black inside {black_in:.3f} pointing {black_pt:.2f}; blur with "
+        f"random weights inside {rand_in:.3f} pointing {rand_pt:.2f}"
+    )
+    # blurred baseline: about half of the positive attribution on 18% of the image
+    assert blur_in > 0.4 and blur_in > 2 * area
+    # ... and it is the trained model that puts it there, not the baseline
+    assert blur_in > rand_in + 0.1
+    # pointing game: chance is the mask area
+    assert blur_pt > 0.7 and blur_pt > rand_pt + 0.15
+    # black baseline (the default): weaker, still well above an evenly spread map
+    assert black_in > 1.5 * area
