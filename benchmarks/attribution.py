@@ -322,6 +322,8 @@ def main() -> None:
     )
     for name in ("mnist_cnn", "shapes_cnn"):
         bench_model(name)
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    print(f"load average at the end: {load} (above ~2 other work shared the 2 cores)")
 
 
 if __name__ == "__main__":
