@@ -74,7 +74,21 @@ def _pair(value: int | Sequence[int]) -> tuple[int, int]:
     return (a, b)
 
 
-class MaxPool(nnx.Module):
+class _Pool(nnx.Module):
+    """Settings shared by the pooling layers; ``strides`` default to the window."""
+
+    def __init__(
+        self,
+        window_shape: int | Sequence[int] = (2, 2),
+        strides: int | Sequence[int] | None = None,
+        padding: str = "VALID",
+    ) -> None:
+        self.window_shape = _pair(window_shape)
+        self.strides = self.window_shape if strides is None else _pair(strides)
+        self.padding = padding
+
+
+class MaxPool(_Pool):
     """2-D max pooling over NHWC inputs.
 
     For non-overlapping windows with ``'VALID'`` padding (the usual 2x2/stride 2) the maximum
@@ -86,16 +100,6 @@ class MaxPool(nnx.Module):
 
         MaxPool((2, 2))(jnp.ones((1, 28, 28, 4))).shape   # (1, 14, 14, 4)
     """
-
-    def __init__(
-        self,
-        window_shape: int | Sequence[int] = (2, 2),
-        strides: int | Sequence[int] | None = None,
-        padding: str = "VALID",
-    ) -> None:
-        self.window_shape = _pair(window_shape)
-        self.strides = self.window_shape if strides is None else _pair(strides)
-        self.padding = padding
 
     def __call__(self, x: jax.Array) -> jax.Array:
         if self.strides == self.window_shape and self.padding == "VALID":
@@ -115,23 +119,13 @@ def _blockwise_max(x: jax.Array, window: tuple[int, int]) -> jax.Array:
     return jnp.sum(jnp.where(chosen, blocks, jnp.zeros_like(blocks)), axis=-1)
 
 
-class AvgPool(nnx.Module):
+class AvgPool(_Pool):
     """2-D mean pooling over NHWC inputs (``flax.nnx.avg_pool``).
 
     Example::
 
         AvgPool((2, 2))(jnp.ones((1, 32, 32, 8))).shape   # (1, 16, 16, 8)
     """
-
-    def __init__(
-        self,
-        window_shape: int | Sequence[int] = (2, 2),
-        strides: int | Sequence[int] | None = None,
-        padding: str = "VALID",
-    ) -> None:
-        self.window_shape = _pair(window_shape)
-        self.strides = self.window_shape if strides is None else _pair(strides)
-        self.padding = padding
 
     def __call__(self, x: jax.Array) -> jax.Array:
         return nnx.avg_pool(x, self.window_shape, self.strides, self.padding)
