@@ -173,9 +173,7 @@ class Probe:
 
     def __call__(self, x: Any) -> jax.Array:
         """The model's output (logits) for the batch ``x`` (NHWC float)."""
-        x = self._check_input(x)
-        output, _ = self._compiled(frozenset(), False)(self.params, x)
-        return output
+        return self.run(x, layers=())[0]
 
     def activations(
         self, x: Any, layers: Iterable[str] | str | None = None
@@ -185,13 +183,30 @@ class Probe:
         One jitted call; layers after the last chosen one are not computed; calling again with
         a batch of the same shape reuses the compiled function.
         """
-        x = self._check_input(x)
+        return self._run(x, layers, truncate=True)[1]
+
+    def run(
+        self, x: Any, layers: Iterable[str] | str | None = None
+    ) -> tuple[jax.Array, dict[str, jax.Array]]:
+        """``(output, {layer: activation})`` in one jitted call over the whole model.
+
+        Example::
+
+            logits, acts = probe.run(x, ["conv3"])
+        """
+        return self._run(x, layers, truncate=False)
+
+    def _run(
+        self, x: Any, layers: Iterable[str] | str | None, truncate: bool
+    ) -> tuple[Any, dict[str, jax.Array]]:
+        x = self.check_input(x)
         if isinstance(layers, str):
             layers = [layers]
         names = self.layer_names if layers is None else list(layers)
-        self._check_layer_names(names)
-        _, acts = self._compiled(frozenset(names), True)(self.params, x)
-        return {name: acts[name] for name in names}
+        if names:
+            self._check_layer_names(names)
+        output, acts = self._compiled(frozenset(names), truncate and bool(names))(self.params, x)
+        return output, {name: acts[name] for name in names}
 
     # ------------------------------------------------------------------ reports
 
@@ -226,29 +241,38 @@ class Probe:
 
     # ------------------------------------------------------------------ validation
 
-    def _check_input(self, x: Any) -> Any:
+    def check_input(self, x: Any, name: str = "x") -> Any:
+        """``x`` if it is a finite float ``(N, H, W, C)`` batch of this probe's image shape.
+
+        Otherwise a ``TypeError``/``ValueError`` naming ``name`` and what was expected. Every
+        jaxvis tool validates its images here, before anything compiles.
+        """
         if not hasattr(x, "shape") or not hasattr(x, "dtype"):
-            raise TypeError(f"x must be a numpy or jax array (N, H, W, C), got {type(x).__name__}")
+            raise TypeError(
+                f"{name} must be a numpy or jax array (N, H, W, C), got {type(x).__name__}"
+            )
         if not jnp.issubdtype(x.dtype, jnp.floating):
             raise TypeError(
-                f"x must be a float array in the range {self.input_range}, got dtype {x.dtype}; "
-                "convert it, e.g. x.astype('float32') / 255"
+                f"{name} must be a float array in the range {self.input_range}, got dtype "
+                f"{x.dtype}; convert it, e.g. x.astype('float32') / 255"
             )
         if x.ndim != 4:
-            hint = "; add a batch axis with x[None]" if x.ndim == 3 else ""
-            raise ValueError(f"x must have 4 axes (N, H, W, C), got shape {tuple(x.shape)}{hint}")
+            hint = f"; add a batch axis with {name}[None]" if x.ndim == 3 else ""
+            raise ValueError(
+                f"{name} must have 4 axes (N, H, W, C), got shape {tuple(x.shape)}{hint}"
+            )
         if x.shape[0] == 0:
-            raise ValueError("x is an empty batch: expected at least one image")
+            raise ValueError(f"{name} is an empty batch: expected at least one image")
         if self.input_shape is None:
             self.input_shape = tuple(int(d) for d in x.shape[1:])
         elif tuple(x.shape[1:]) != self.input_shape:
             what = "channel count" if x.shape[1:3] == self.input_shape[:2] else "image shape"
             raise ValueError(
-                f"x has the wrong {what}: expected (N, {', '.join(map(str, self.input_shape))}),"
-                f" got {tuple(x.shape)}"
+                f"{name} has the wrong {what}: expected (N, "
+                f"{', '.join(map(str, self.input_shape))}), got shape {tuple(x.shape)}"
             )
         if not isinstance(x, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(x))):
-            raise ValueError("x contains NaN or inf values: expected finite pixel values")
+            raise ValueError(f"{name} contains NaN or inf values: expected finite pixel values")
         return x
 
     def _check_layer_names(self, names: Iterable[str]) -> None:

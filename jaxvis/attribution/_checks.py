@@ -15,28 +15,8 @@ _OUTPUT_SHAPES: weakref.WeakKeyDictionary[Any, dict[Any, Any]] = weakref.WeakKey
 
 
 def check_images(probe: Any, x: Any, name: str = "x") -> jax.Array:
-    """``x`` as a float32 (N, H, W, C) jax array of the probe's image shape, finite."""
-    if not hasattr(x, "shape") or not hasattr(x, "dtype"):
-        raise TypeError(f"{name} must be a numpy or jax array (N, H, W, C), got {type(x).__name__}")
-    if not np.issubdtype(np.dtype(x.dtype), np.floating):
-        lo, hi = probe.input_range
-        raise TypeError(
-            f"{name} must be a float array in the range ({lo}, {hi}), got dtype {x.dtype}; "
-            "convert it, e.g. x.astype('float32') / 255"
-        )
-    if x.ndim != 4:
-        hint = f"; add a batch axis with {name}[None]" if x.ndim == 3 else ""
-        raise ValueError(f"{name} must have 4 axes (N, H, W, C), got shape {tuple(x.shape)}{hint}")
-    if x.shape[0] == 0:
-        raise ValueError(f"{name} is an empty batch: expected at least one image")
-    expected = probe.input_shape
-    if expected is not None and tuple(x.shape[1:]) != tuple(expected):
-        raise ValueError(
-            f"{name} must have shape (N, {', '.join(map(str, expected))}), got {tuple(x.shape)}"
-        )
-    if not bool(np.all(np.isfinite(np.asarray(x)))):
-        raise ValueError(f"{name} contains NaN or inf values: expected finite pixel values")
-    return jnp.asarray(x, jnp.float32)
+    """``x`` as a float32 (N, H, W, C) jax array, validated by ``probe.check_input``."""
+    return jnp.asarray(probe.check_input(x, name), jnp.float32)
 
 
 def output_shape(probe: Any, example_shape: tuple[int, ...], layer: str | None) -> tuple[int, ...]:

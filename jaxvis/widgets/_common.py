@@ -32,31 +32,8 @@ def check_probe(probe: Any, name: str = "probe") -> Probe:
 
 
 def check_images(images: Any, probe: Probe, name: str = "images") -> np.ndarray:
-    """``images`` as a float32 ``(N, H, W, C)`` array matching the probe's input shape."""
-    if not hasattr(images, "shape") or not hasattr(images, "dtype"):
-        raise TypeError(
-            f"{name} must be a numpy or jax array (N, H, W, C), got {type(images).__name__}"
-        )
-    arr = np.asarray(images)
-    if not np.issubdtype(arr.dtype, np.floating):
-        lo, hi = probe.input_range
-        raise TypeError(
-            f"{name} must be a float array in the probe's input range ({lo}, {hi}), "
-            f"got dtype {arr.dtype}"
-        )
-    if arr.ndim != 4:
-        hint = "; add a batch axis with images[None]" if arr.ndim == 3 else ""
-        raise ValueError(f"{name} must have 4 axes (N, H, W, C), got shape {arr.shape}{hint}")
-    if arr.shape[0] == 0:
-        raise ValueError(f"{name} is empty: expected at least one image")
-    if probe.input_shape is not None and tuple(arr.shape[1:]) != tuple(probe.input_shape):
-        raise ValueError(
-            f"{name} must have shape (N, {', '.join(map(str, probe.input_shape))}) like the "
-            f"probe's input_shape, got {arr.shape}"
-        )
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} contains NaN or inf values: expected finite pixel values")
-    return arr.astype(np.float32, copy=False)
+    """``images`` as a float32 ``(N, H, W, C)`` array, validated by ``probe.check_input``."""
+    return np.asarray(probe.check_input(images, name), np.float32)
 
 
 def check_labels(labels: Any, n: int, name: str = "labels") -> list[Any] | None:
