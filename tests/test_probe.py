@@ -270,3 +270,13 @@ def test_bad_constructor_arguments(nnx_model: TinyNNX) -> None:
         jv.Probe(nnx_model, input_range=(1, 0))
     with pytest.raises(ValueError, match="input_shape"):
         jv.Probe(nnx_model, input_shape=(6, 6))
+
+
+def test_run_gives_output_and_activations_in_one_call(
+    nnx_model: TinyNNX, nnx_probe: jv.Probe
+) -> None:
+    reference = nnx_reference(nnx_model, X.astype(np.float64))
+    logits, acts = nnx_probe.run(X, ["conv1"])
+    assert list(acts) == ["conv1"]
+    np.testing.assert_allclose(np.asarray(acts["conv1"]), reference["conv1"], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(logits), reference["head"], rtol=1e-4, atol=1e-5)

@@ -43,14 +43,14 @@ class Tiny(nnx.Module):
 
 
 class FlakyProbe(jv.Probe):
-    """A probe whose activations raise while ``fail`` is set."""
+    """A probe whose forward pass (``run``, what the Layer Explorer calls) raises while ``fail``."""
 
     fail = False
 
-    def activations(self, x, layers=None):
+    def run(self, x, layers=None):
         if self.fail:
             raise RuntimeError("probe exploded on purpose")
-        return super().activations(x, layers)
+        return super().run(x, layers)
 
 
 def make_probe(seed: int = 0, cin: int = 1, cls: type = jv.Probe) -> jv.Probe:

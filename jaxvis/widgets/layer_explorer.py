@@ -244,8 +244,7 @@ class LayerExplorer(W.VBox):
         t0 = time.perf_counter()
         i = self.index
         x = self.images[i : i + 1]
-        acts = self.probe.activations(x, [ly.name for ly in self._layers])
-        logits = self.probe(x)
+        logits, acts = self.probe.run(x, [ly.name for ly in self._layers])
         probs = np.asarray(jax.nn.softmax(logits[0])) if _is_vector(logits) else None
         acts_np = {name: np.asarray(a)[0] for name, a in acts.items()}
         t1 = time.perf_counter()
