@@ -12,7 +12,7 @@ from typing import Any
 
 from jaxvis.probe import Layer, Probe, tap
 
-_LAZY_SUBPACKAGES = ("attribution", "optvis", "render", "widgets", "zoo")
+_LAZY_SUBPACKAGES = ("attribution", "dataset", "optvis", "render", "widgets", "zoo")
 
 __all__ = ["Layer", "Probe", "tap", *_LAZY_SUBPACKAGES]
 __version__ = "0.1.0"

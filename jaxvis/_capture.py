@@ -35,6 +35,7 @@ SETTING_NAMES = (
     "kernel_size",
     "strides",
     "padding",
+    "kernel_dilation",
     "window_shape",
     "feature_group_count",
     "use_bias",

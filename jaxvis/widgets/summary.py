@@ -25,6 +25,8 @@ def _settings_text(row: dict[str, Any]) -> str:
     for key, value in row.items():
         if key in _BASE_KEYS or key in _HIDDEN or key == "features":
             continue
+        if key == "kernel_dilation" and value in (1, (1, 1)):
+            continue  # the default: read by jv.dataset.receptive_field, not worth showing
         if isinstance(value, tuple):
             value = "×".join(map(str, value))
         parts.append(f"{key}={value}")

@@ -1,0 +1,358 @@
+"""``top_k``: the k dataset images that excite each channel of a layer most, streamed and sharded.
+
+One jitted step per batch: the batch is split over a 1-D device mesh (``jax.sharding.Mesh``
+over the batch axis, ``NamedSharding``), each device computes its shard's layer activations,
+reduces them per image and channel (``"max"`` or ``"mean"`` over the spatial axes, keeping the
+position of the maximum), takes its own top-k, and the per-device top-k are gathered and merged
+with the running top-k (``jax.shard_map`` with ``lax.all_gather`` and ``lax.top_k``). Only that
+running ``(C, k)`` state lives between steps (its buffers are donated), so memory stays flat
+however many batches stream through.
+
+Results do not depend on the number of devices: ties are broken the same way everywhere
+(the lower image index first), and every image's activation is computed by the same function.
+The last, short batch is padded to the compiled shape with masked entries, so a dataset of any
+length compiles once.
+
+Multi-host (``jax.distributed``): start one process per host, call
+``jax.distributed.initialize()`` first, and let every process feed *its own* part of each
+global batch; the mesh then spans every device of every host and the merged result is the same
+on all of them. Image indices count the global stream, whose batch ``s`` is the concatenation
+of the processes' batch ``s`` in process order. Every process must run the same number of
+batches (pad with a short or empty batch where one runs out)::
+
+    # on each of 2 hosts:  python topk_job.py  (with the coordinator's address)
+    import jax, numpy as np, jaxvis as jv
+
+    jax.distributed.initialize("10.0.0.1:1234", num_processes=2,
+                               process_id=int(os.environ["HOST_ID"]))
+    probe = jv.zoo.load("mnist_cnn").probe
+    shard = np.load(f"digits_part{jax.process_index()}.npy")   # this host's images
+    batches = (shard[i:i + 256] for i in range(0, len(shard), 256))
+    res = jv.dataset.top_k(probe, batches, "act5", k=9)
+    # res.indices[c, j] = position in the global stream: with the same batch size on both
+    # hosts, global batch s is [host 0's 256 images, host 1's 256 images].
+
+Example::
+
+    zoo = jv.zoo.load("mnist_cnn")
+    res = jv.dataset.top_k(zoo.probe, zoo.x_train, "conv3", k=9, batch_size=500)
+    res.values.shape, res.indices.shape, res.positions.shape   # (8, 9) (8, 9) (8, 9, 2)
+"""
+
+from __future__ import annotations
+
+import math
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from jaxvis.probe import Probe
+
+__all__ = ["REDUCTIONS", "TopK", "top_k"]
+
+#: How a spatial activation map becomes one score per image and channel.
+REDUCTIONS = ("max", "mean")
+_AXIS = "batch"
+
+
+@dataclass(frozen=True)
+class TopK:
+    """What :func:`top_k` returns: per channel, the k highest-scoring images, best first.
+
+    Attributes:
+        layer: the layer's name; ``reduce``: ``"max"`` or ``"mean"`` over spatial positions.
+        values: ``(C, k)`` float32 scores, descending along each row.
+        indices: ``(C, k)`` int64 positions of the images in the stream of batches (the first
+            image of the first batch is 0). Ties go to the lower index.
+        positions: ``(C, k, 2)`` int64 ``(row, col)`` of each image's maximum in the layer's
+            map (for ``"mean"`` too), or None for a layer without spatial axes.
+        n_images: how many images streamed through; ``k`` is ``min(k asked, n_images)``.
+        layer_shape: the layer's output shape without the batch axis.
+        n_devices: devices the step ran on.
+    """
+
+    layer: str
+    reduce: str
+    values: np.ndarray
+    indices: np.ndarray
+    positions: np.ndarray | None
+    n_images: int
+    layer_shape: tuple[int, ...]
+    n_devices: int
+
+    @property
+    def k(self) -> int:
+        return int(self.values.shape[1])
+
+    @property
+    def n_channels(self) -> int:
+        return int(self.values.shape[0])
+
+    def images(self, dataset: Any, channel: int) -> np.ndarray:
+        """The ``(k, H, W, C)`` top images of ``channel``, taken from ``dataset`` (indexable)."""
+        c = _check_channel(channel, self.n_channels)
+        return np.stack([np.asarray(dataset[int(i)]) for i in self.indices[c]])
+
+    def __repr__(self) -> str:
+        return (
+            f"TopK({self.layer!r}, {self.reduce}, {self.n_channels} channels x top-{self.k}, "
+            f"{self.n_images} images, {self.n_devices} device(s))"
+        )
+
+
+def top_k(
+    probe: Probe,
+    batches: Any,
+    layer: str,
+    k: int = 9,
+    *,
+    reduce: str = "max",
+    batch_size: int = 256,
+    devices: Sequence[jax.Device] | None = None,
+    progress: bool = True,
+) -> TopK:
+    """The ``k`` images of ``batches`` that excite each channel of ``layer`` most.
+
+    Args:
+        probe: a :class:`jaxvis.Probe`.
+        batches: an iterable of image batches ``(B, H, W, C)`` (numpy or jax, float, any
+            number and size; ``(images, labels)`` tuples and ``{"image": ...}`` dicts are
+            accepted too), or one array ``(N, H, W, C)`` which is split into ``batch_size``
+            batches. Only the running top-k is kept, so a generator over a huge dataset is fine.
+        layer: a layer with outputs ``(H, W, C)`` (a score per image and channel is the
+            ``reduce`` over positions) or ``(C,)``.
+        k: how many images per channel (at most the number of images).
+        reduce: ``"max"`` (the Toolbox's choice: the unit's strongest response anywhere) or
+            ``"mean"`` over the spatial positions.
+        batch_size: batch size used when ``batches`` is one array.
+        devices: the devices of the mesh (default: every device JAX sees, ``jax.devices()``).
+        progress: show a progress bar (tqdm).
+
+    Example::
+
+        res = top_k(probe, (x[i:i + 512] for i in range(0, len(x), 512)), "conv5", k=9)
+        res.indices[3]        # the 9 images channel 3 of conv5 likes most, best first
+    """
+    if not isinstance(probe, Probe):
+        raise TypeError(f"probe must be a jaxvis.Probe, got {type(probe).__name__}")
+    if isinstance(layer, bool) or not isinstance(layer, str):
+        raise TypeError(f"layer must be a layer name (str), got {layer!r}")
+    info = probe.layer(layer)  # unknown names raise with the closest names
+    if len(info.shape) not in (1, 3):
+        raise ValueError(
+            f"layer {layer!r} has outputs of shape {info.shape}: top_k needs (H, W, C) or (C,)"
+        )
+    k = _positive_int(k, "k")
+    batch_size = _positive_int(batch_size, "batch_size")
+    if reduce not in REDUCTIONS:
+        raise ValueError(f"reduce must be one of {REDUCTIONS}, got {reduce!r}")
+    mesh = _mesh(devices)
+    n_local = sum(d.process_index == jax.process_index() for d in mesh.devices.flat)
+    step = _step(probe, layer, k, reduce, mesh)
+    n_channels = info.shape[-1]
+
+    replicated = NamedSharding(mesh, P())
+    batch_sharding = NamedSharding(mesh, P(_AXIS))
+    params = jax.device_put(probe.params, replicated)
+    state = jax.device_put(
+        (
+            jnp.full((n_channels, k), -jnp.inf, jnp.float32),
+            jnp.full((n_channels, k), -1, jnp.int32),
+            jnp.zeros((n_channels, k), jnp.int32),
+            jnp.zeros((), jnp.int32),
+        ),
+        replicated,
+    )
+    capacity = 0
+    n_seen = 0
+    bar = _progress_bar(progress, _total_images(batches), f"top-{k} {layer}")
+    try:
+        for i, x in enumerate(_iter_batches(batches, batch_size)):
+            x = _check_batch(probe, x, i)
+            n = x.shape[0]
+            capacity = max(capacity, _round_up(n, n_local))
+            x_pad = np.zeros((capacity, *x.shape[1:]), np.float32)
+            x_pad[:n] = x
+            mask = np.arange(capacity) < n
+            xs = jax.make_array_from_process_local_data(batch_sharding, x_pad)
+            ms = jax.make_array_from_process_local_data(batch_sharding, mask)
+            state = step(params, xs, ms, *state)
+            n_seen += n
+            if bar is not None:
+                bar.update(n)
+    finally:
+        if bar is not None:
+            bar.close()
+    if n_seen == 0:
+        raise ValueError("batches is empty: expected at least one image")
+    values, indices, flat_pos, total = (np.asarray(a.addressable_data(0)) for a in state)
+    keep = min(k, int(total))
+    positions = None
+    if len(info.shape) == 3:
+        width = info.shape[1]
+        flat = flat_pos[:, :keep].astype(np.int64)
+        positions = np.stack([flat // width, flat % width], axis=-1)
+    return TopK(
+        layer=layer,
+        reduce=reduce,
+        values=values[:, :keep].astype(np.float32),
+        indices=indices[:, :keep].astype(np.int64),
+        positions=positions,
+        n_images=int(total),
+        layer_shape=tuple(info.shape),
+        n_devices=mesh.size,
+    )
+
+
+# ---------------------------------------------------------------- the jitted, sharded step
+
+_STEPS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _step(probe: Probe, layer: str, k: int, reduce: str, mesh: Mesh) -> Callable:
+    """The jitted step ``(params, x, mask, values, indices, positions, count) -> state``."""
+    cache = _STEPS.setdefault(probe, {})
+    key = (layer, k, reduce, tuple(d.id for d in mesh.devices.flat))
+    if key in cache:
+        return cache[key]
+    n_dev = mesh.size
+
+    def local(params, x, mask, values, indices, positions, count):
+        _, acts = probe.apply(params, x, [layer])
+        act = acts[layer].astype(jnp.float32)
+        b = act.shape[0]
+        if act.ndim == 4:
+            flat = act.reshape(b, -1, act.shape[-1])  # (b, H*W, C)
+            where = jnp.argmax(flat, axis=1).astype(jnp.int32)  # first maximum, row-major
+            score = jnp.max(flat, axis=1) if reduce == "max" else jnp.mean(flat, axis=1)
+        else:
+            score = act
+            where = jnp.zeros(act.shape, jnp.int32)
+        score = jnp.where(mask[:, None], score, -jnp.inf)
+        # global image index: valid images of earlier devices come first (process order)
+        valid = mask.astype(jnp.int32)
+        counts = jax.lax.all_gather(jnp.sum(valid), _AXIS)  # (n_dev,)
+        before = jnp.sum(jnp.where(jnp.arange(n_dev) < jax.lax.axis_index(_AXIS), counts, 0))
+        index = count + before + jnp.cumsum(valid) - 1  # (b,)
+        kk = min(k, b)
+        v, j = jax.lax.top_k(score.T, kk)  # (C, kk); ties: lower local index first
+        i = index[j]
+        p = jnp.take_along_axis(where.T, j, axis=1)
+        # gather every device's top-k in device order (= index order), merge with the state
+        v, i, p = (jax.lax.all_gather(a, _AXIS, axis=1, tiled=True) for a in (v, i, p))
+        top, sel = jax.lax.top_k(jnp.concatenate([values, v], axis=1), k)
+        new_i = jnp.take_along_axis(jnp.concatenate([indices, i], axis=1), sel, axis=1)
+        new_p = jnp.take_along_axis(jnp.concatenate([positions, p], axis=1), sel, axis=1)
+        return top, new_i, new_p, count + jnp.sum(counts)
+
+    sharded = jax.shard_map(
+        local,
+        mesh=mesh,
+        in_specs=(P(), P(_AXIS), P(_AXIS), P(), P(), P(), P()),
+        out_specs=(P(), P(), P(), P()),
+        check_vma=False,  # replicated by construction: every device merges the same gathers
+    )
+    cache[key] = jax.jit(sharded, donate_argnums=(3, 4, 5, 6))
+    return cache[key]
+
+
+def _mesh(devices: Sequence[jax.Device] | None) -> Mesh:
+    if devices is None:
+        devices = jax.devices()
+    devices = list(devices)
+    if not devices or not all(isinstance(d, jax.Device) for d in devices):
+        raise TypeError(f"devices must be a non-empty sequence of jax devices, got {devices!r}")
+    return Mesh(np.array(devices), (_AXIS,))
+
+
+# ---------------------------------------------------------------- batches
+
+
+def _iter_batches(batches: Any, batch_size: int) -> Iterator[Any]:
+    if hasattr(batches, "shape") and hasattr(batches, "ndim"):
+        if batches.ndim != 4:
+            raise ValueError(
+                "batches must be an iterable of (B, H, W, C) batches or one (N, H, W, C) "
+                f"array, got an array of shape {tuple(batches.shape)}"
+            )
+        for start in range(0, batches.shape[0], batch_size):
+            yield batches[start : start + batch_size]
+        return
+    if isinstance(batches, str | bytes) or not isinstance(batches, Iterable):
+        raise TypeError(
+            "batches must be an iterable of image batches or one (N, H, W, C) array, got "
+            f"{type(batches).__name__}"
+        )
+    for item in batches:
+        yield _images_of(item)
+
+
+def _images_of(item: Any) -> Any:
+    if isinstance(item, tuple | list):
+        return item[0] if item else item
+    if isinstance(item, dict):
+        for key in ("image", "images", "x"):
+            if key in item:
+                return item[key]
+        raise ValueError(
+            f"a batch dict needs an 'image', 'images' or 'x' entry, got keys {sorted(item)}"
+        )
+    return item
+
+
+def _check_batch(probe: Probe, x: Any, i: int) -> np.ndarray:
+    name = f"batch {i} of batches"
+    if not hasattr(x, "shape") or not hasattr(x, "dtype"):
+        raise TypeError(f"{name} must be a numpy or jax array (B, H, W, C), got {type(x)}")
+    if getattr(x, "ndim", 0) == 4 and x.shape[0] == 0:
+        raise ValueError(f"{name} is an empty batch: expected at least one image")
+    probe.check_input(x[:1], name)  # dtype, rank, image shape (one image: cheap)
+    x = np.asarray(x, np.float32)
+    if not np.isfinite(x).all():
+        raise ValueError(f"{name} contains NaN or inf values: expected finite pixel values")
+    return x
+
+
+def _total_images(batches: Any) -> int | None:
+    if hasattr(batches, "shape"):
+        return int(batches.shape[0]) if len(batches.shape) else None
+    if isinstance(batches, list | tuple) and all(hasattr(b, "shape") for b in batches):
+        return sum(int(b.shape[0]) for b in batches)
+    return None
+
+
+def _progress_bar(progress: bool, total: int | None, desc: str) -> Any:
+    if not progress:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # pragma: no cover - tqdm is a dependency
+        return None
+    return tqdm(total=total, desc=desc, unit="img", leave=False)
+
+
+def _round_up(n: int, multiple: int) -> int:
+    return max(multiple, math.ceil(n / multiple) * multiple)
+
+
+def _positive_int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise TypeError(f"{name} must be a positive integer, got {value!r}")
+    if value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {value}")
+    return int(value)
+
+
+def _check_channel(channel: Any, n_channels: int, name: str = "channel") -> int:
+    if isinstance(channel, bool) or not isinstance(channel, int | np.integer):
+        raise TypeError(f"{name} must be an integer, got {channel!r}")
+    if not 0 <= channel < n_channels:
+        raise ValueError(f"{name} must be in [0, {n_channels - 1}], got {channel}")
+    return int(channel)
