@@ -12,9 +12,10 @@ from typing import Any
 
 from jaxvis.probe import Layer, Probe, tap
 
-_LAZY_SUBPACKAGES = ("attribution", "dataset", "optvis", "render", "widgets", "zoo")
+_LAZY_SUBPACKAGES = ("attribution", "dataset", "optvis", "render", "training", "widgets", "zoo")
+_LAZY_NAMES = {"Recorder": "training", "Recording": "training"}
 
-__all__ = ["Layer", "Probe", "tap", *_LAZY_SUBPACKAGES]
+__all__ = ["Layer", "Probe", "tap", *_LAZY_NAMES, *_LAZY_SUBPACKAGES]
 __version__ = "0.1.0"
 
 
@@ -22,4 +23,6 @@ def __getattr__(name: str) -> Any:
     """Import subpackages on first use, so ``import jaxvis`` stays fast."""
     if name in _LAZY_SUBPACKAGES:
         return import_module(f"jaxvis.{name}")
+    if name in _LAZY_NAMES:
+        return getattr(import_module(f"jaxvis.{_LAZY_NAMES[name]}"), name)
     raise AttributeError(f"module 'jaxvis' has no attribute {name!r}")
