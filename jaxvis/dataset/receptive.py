@@ -96,20 +96,20 @@ def receptive_field(probe: Probe, layer: str) -> ReceptiveField:
         geometry = _geometry(row)
         if geometry is not None and spatial is not None:
             kernel, stride, dilation, padding = geometry
+            k_eff = [(kernel[a] - 1) * dilation[a] + 1 for a in range(2)]
+            pads = [_pad_low(padding, a, cur[a], k_eff[a], stride[a], row["name"]) for a in (0, 1)]
+            out = (pads[0][1], pads[1][1])
+            if out != spatial:
+                raise ValueError(
+                    f"cannot compute the receptive field of {layer!r}: layer {row['name']!r} "
+                    f"({row['kind']}) would map {cur[0]}x{cur[1]} to {out[0]}x{out[1]} but "
+                    f"outputs {spatial[0]}x{spatial[1]}: its input was resized by an operation "
+                    "that is not a layer (e.g. a functional nn.max_pool); make that operation "
+                    "a module (e.g. jv.zoo.MaxPool)"
+                )
             for a in range(2):
-                k_eff = (kernel[a] - 1) * dilation[a] + 1
-                lo, out = _pad_low(padding, a, cur[a], k_eff, stride[a], row["name"])
-                if out != spatial[a]:
-                    raise ValueError(
-                        f"cannot compute the receptive field of {layer!r}: layer "
-                        f"{row['name']!r} ({row['kind']}) would map {cur[0]}x{cur[1]} to "
-                        f"{out if a == 0 else spatial[0]}x{out if a == 1 else spatial[1]}"
-                        f" but outputs {spatial[0]}x{spatial[1]}: its input was resized by an "
-                        "operation that is not a layer (e.g. a functional nn.max_pool); make "
-                        "that operation a module (e.g. jv.zoo.MaxPool)"
-                    )
-                size[a] += (k_eff - 1) * jump[a]
-                start[a] -= lo * jump[a]
+                size[a] += (k_eff[a] - 1) * jump[a]
+                start[a] -= pads[a][0] * jump[a]
                 jump[a] *= stride[a]
             cur = spatial
         elif spatial is not None and spatial != cur:

@@ -11,6 +11,8 @@ Every widget has a stable CSS class (``jv-...``), shows errors from its callback
 * :class:`FilterGrid` (``jv-filter-grid``): the kernels of a conv layer.
 * :class:`WeightHistograms` (``jv-weight-histograms``): weight distributions, before/after.
 * :class:`FeatureVis`: feature visualisation; :class:`Attribution`: attribution maps.
+* :class:`UnitExplorer` (``jv-unit-explorer``): one unit's synthetic image, top-9 images
+  and patches, and activation, as in the Deep Visualization Toolbox.
 
 Example::
 
@@ -28,6 +30,7 @@ from jaxvis.widgets.filters import FilterGrid
 from jaxvis.widgets.histograms import WeightHistograms
 from jaxvis.widgets.layer_explorer import LayerExplorer
 from jaxvis.widgets.summary import ModelSummary
+from jaxvis.widgets.unit_explorer import UnitExplorer
 
 __all__ = [
     "Attribution",
@@ -39,5 +42,6 @@ __all__ = [
     "LayerExplorer",
     "LayerGrids",
     "ModelSummary",
+    "UnitExplorer",
     "WeightHistograms",
 ]

@@ -1,0 +1,366 @@
+"""``UnitExplorer``: one unit at a time, as in the Deep Visualization Toolbox.
+
+For the chosen layer and channel, side by side: the unit's feature visualisation
+(:func:`jaxvis.optvis.render`, a short run, cached per unit), the nine dataset images that
+excite it most with the unit's receptive field marked, the nine input patches under those
+units (:mod:`jaxvis.dataset`), and its activation on the current input. Top-k runs once per
+layer over the whole dataset and is cached, so moving through channels only redraws.
+
+Example::
+
+    import jaxvis as jv
+    zoo = jv.zoo.load("mnist_cnn")
+    jv.widgets.UnitExplorer(zoo.probe, zoo.x_train, layer="act3")
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import ipywidgets as W
+import numpy as np
+
+from jaxvis import dataset as ds
+from jaxvis import optvis, render
+from jaxvis.optvis import objectives
+from jaxvis.probe import Probe
+from jaxvis.widgets._common import check_images, check_probe, fmt, image_png, layer_title
+from jaxvis.widgets._errors import ErrorBox
+from jaxvis.widgets.feature_vis import preview_image
+
+__all__ = ["UnitExplorer"]
+
+#: Display sizes (CSS px) of a panel and the smallest side (px) of one grid tile in its PNG.
+PANEL_PX = 196
+TILE_PX = 56
+BOX_RGB = (230, 40, 40)
+
+
+class UnitExplorer(W.VBox):
+    """A layer dropdown and a channel slider over a unit's synthetic image, top-9 images and
+    patches, and its activation on the current input.
+
+    Args:
+        probe: a :class:`jaxvis.Probe`.
+        dataset: ``(N, H, W, C)`` float images in ``probe.input_range`` (top-k runs over all).
+        layer: the layer to start on (default: the last one with a spatial map).
+        channel: the channel to start on.
+        k: images per unit (9 in the Toolbox).
+        fv_steps: feature-visualisation steps per unit (0 switches it off).
+        batch_size: batch size of the top-k pass.
+
+    Example::
+
+        ue = UnitExplorer(zoo.probe, zoo.x_test, layer="conv5", channel=3, fv_steps=64)
+        ue.channel_slider.value = 4        # redraws from the cached top-k of conv5
+        ue.top_k("conv5").indices[4]       # the 9 images, best first
+    """
+
+    def __init__(
+        self,
+        probe: Probe,
+        dataset: Any,
+        *,
+        layer: str | None = None,
+        channel: int = 0,
+        k: int = 9,
+        fv_steps: int = 64,
+        batch_size: int = 256,
+    ) -> None:
+        self.probe = check_probe(probe)
+        self.dataset = check_images(dataset, self.probe, "dataset")
+        if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
+            raise ValueError(f"k must be a positive integer, got {k!r}")
+        if isinstance(fv_steps, bool) or not isinstance(fv_steps, int) or fv_steps < 0:
+            raise ValueError(f"fv_steps must be an integer >= 0, got {fv_steps!r}")
+        self.k, self.fv_steps, self.batch_size = k, fv_steps, batch_size
+        self.layers = [ly for ly in self.probe.layers if len(ly.shape) in (1, 3)]
+        if not self.layers:
+            raise ValueError("the probe has no layer with (H, W, C) or (C,) outputs")
+        spatial = [ly.name for ly in self.layers if len(ly.shape) == 3]
+        start = layer if layer is not None else (spatial or [self.layers[-1].name])[-1]
+        info = self.probe.layer(start)  # unknown names raise with suggestions
+        if len(info.shape) not in (1, 3):
+            raise ValueError(f"layer {start!r} has outputs {info.shape}: need (H, W, C) or (C,)")
+        if not 0 <= channel < info.shape[-1]:
+            raise ValueError(f"channel must be in [0, {info.shape[-1] - 1}], got {channel}")
+        self._topk: dict[str, ds.TopK] = {}
+        self._fv: dict[tuple[str, int], np.ndarray] = {}
+        self.timings: dict[str, float] = {}
+        self._syncing = False
+        self.error = ErrorBox()
+
+        self.layer_select = W.Dropdown(
+            options=[(layer_title(ly.name, ly.kind, ly.shape), ly.name) for ly in self.layers],
+            value=start,
+            description="layer",
+            layout=W.Layout(width="340px"),
+        )
+        self.layer_select.add_class("jv-ue-layer")
+        self.channel_slider = W.IntSlider(
+            value=channel,
+            min=0,
+            max=info.shape[-1] - 1,
+            description="channel",
+            continuous_update=False,
+            layout=W.Layout(width="340px"),
+        )
+        self.channel_slider.add_class("jv-ue-channel")
+        self.image_slider = W.IntSlider(
+            value=0,
+            min=0,
+            max=len(self.dataset) - 1,
+            description="input",
+            continuous_update=False,
+            layout=W.Layout(width="340px"),
+        )
+        self.image_slider.add_class("jv-ue-image")
+        self.status = W.HTML()
+        self.status.add_class("jv-ue-status")
+
+        self.fv_image, fv_box, self.fv_caption = _panel("jv-ue-fv", "feature visualisation")
+        self.top_image, top_box, self.top_caption = _panel("jv-ue-top", f"top-{k} images")
+        self.patch_image, patch_box, self.patch_caption = _panel("jv-ue-patches", "patches")
+        self.input_image, input_box, self.input_caption = _panel("jv-ue-input", "current input")
+        self.act_image, act_box, self.act_caption = _panel("jv-ue-activation", "activation")
+
+        self.layer_select.observe(self._safe(self._on_layer), "value")
+        self.channel_slider.observe(self._safe(self._on_channel), "value")
+        self.image_slider.observe(self._safe(self._on_image), "value")
+
+        controls = W.HBox(
+            [W.VBox([self.layer_select, self.channel_slider, self.image_slider]), self.status],
+            layout=W.Layout(align_items="flex-start"),
+        )
+        panels = W.HBox(
+            [fv_box, top_box, patch_box, input_box, act_box],
+            layout=W.Layout(align_items="flex-start", flex_flow="row wrap"),
+        )
+        super().__init__([controls, panels, self.error])
+        self.add_class("jv-unit-explorer")
+        self._safe(self.show)()
+
+    # ------------------------------------------------------------------ compute (cached)
+
+    @property
+    def layer(self) -> str:
+        return self.layer_select.value
+
+    @property
+    def channel(self) -> int:
+        return int(self.channel_slider.value)
+
+    def top_k(self, layer: str) -> ds.TopK:
+        """The top-k of ``layer`` over the dataset, computed on first use and cached."""
+        if layer not in self._topk:
+            t0 = time.perf_counter()
+            self._topk[layer] = ds.top_k(
+                self.probe,
+                self.dataset,
+                layer,
+                self.k,
+                batch_size=self.batch_size,
+                progress=False,
+            )
+            self.timings[f"top_k {layer}"] = time.perf_counter() - t0
+        return self._topk[layer]
+
+    def feature_vis(self, layer: str, channel: int) -> np.ndarray:
+        """The unit's feature visualisation ``(H, W, C)`` in [0, 1], cached per unit."""
+        key = (layer, channel)
+        if key not in self._fv:
+            res = optvis.render(self.probe, objectives.channel(layer, channel), steps=self.fv_steps)
+            self._fv[key] = res.images[0]
+        return self._fv[key]
+
+    # ------------------------------------------------------------------ display
+
+    def show(self, layer: str | None = None, channel: int | None = None) -> None:
+        """Show ``layer``/``channel`` (default: the current ones); errors appear in place."""
+        if layer is not None or channel is not None:
+            self._syncing = True
+            try:
+                if layer is not None:
+                    self.layer_select.value = layer
+                    self.channel_slider.max = self.probe.layer(layer).shape[-1] - 1
+                if channel is not None:
+                    self.channel_slider.value = channel
+            finally:
+                self._syncing = False
+        failures: list[tuple[str, BaseException]] = []
+        for name, draw in (
+            ("top-k", self._draw_top),
+            ("feature visualisation", self._draw_fv),
+            ("activation", self._draw_activation),
+        ):
+            _attempt(name, draw, failures)
+        if failures:
+            name, exc = failures[0]
+            self.error.show(exc, name)
+        else:
+            self.error.clear()
+
+    def _draw_top(self) -> None:
+        res = self.top_k(self.layer)
+        c = self.channel
+        lo, hi = self.probe.input_range
+        idx = res.indices[c]
+        try:
+            boxes = ds.patch_boxes(self.probe, res, c)
+        except ValueError:  # no receptive field (explained under the patches): no boxes
+            boxes = [None] * len(idx)
+        tiles = [
+            _with_box(_to_rgb(self.dataset[i], lo, hi), b) for i, b in zip(idx, boxes, strict=True)
+        ]
+        self.top_image.value = render.png_bytes(render.grid(tiles, normalize="none", scale=1))
+        self.top_caption.value = _caption(
+            f"top-{res.k} of {res.n_images:,} images",
+            "#" + ", #".join(map(str, idx[:9])),
+            "scores " + " ".join(fmt(v) for v in res.values[c][:9]),
+        )
+        try:
+            crops = ds.patches(self.probe, self.dataset, res, c, fill=lo)
+        except ValueError as exc:  # e.g. a resize outside a layer: top images still shown
+            self.patch_image.value = b""
+            self.patch_caption.value = _caption("patches unavailable", str(exc))
+            return
+        patch_tiles = [_upscaled(_to_rgb(p, lo, hi)) for p in np.asarray(crops)]
+        self.patch_image.value = render.png_bytes(
+            render.grid(patch_tiles, normalize="none", scale=1)
+        )
+        if res.positions is None:
+            what = "whole images (a dense layer sees everything)"
+        else:
+            rf = ds.receptive_field(self.probe, self.layer)
+            what = f"receptive field {rf.size[0]}×{rf.size[1]}, stride {rf.stride[0]}"
+        self.patch_caption.value = _caption(f"top-{res.k} patches", what)
+
+    def _draw_fv(self) -> None:
+        if self.fv_steps == 0:
+            self.fv_caption.value = _caption("feature visualisation off (fv_steps=0)")
+            return
+        t0 = time.perf_counter()
+        img = self.feature_vis(self.layer, self.channel)
+        self.fv_image.value = render.png_bytes(preview_image(img[None], PANEL_PX))
+        self.fv_caption.value = _caption(
+            "feature visualisation", f"{self.fv_steps} steps ({time.perf_counter() - t0:.1f} s)"
+        )
+
+    def _draw_activation(self) -> None:
+        i = int(self.image_slider.value)
+        x = self.dataset[i]
+        act = np.asarray(self.probe.activations(x[None], self.layer)[self.layer][0])
+        self.input_image.value = image_png(x, self.probe.input_range, PANEL_PX)
+        self.input_caption.value = _caption(f"input #{i}")
+        res = self._topk.get(self.layer)
+        rank = ""
+        if res is not None and i in res.indices[self.channel]:
+            rank = f"#{list(res.indices[self.channel]).index(i) + 1} of the top-{res.k}"
+        if act.ndim == 3:
+            amap = act[..., self.channel]
+            rgb = render.colorize(render.normalize(amap, "layer"), "viridis")
+            factor = max(1, PANEL_PX // max(amap.shape))
+            self.act_image.value = render.png_bytes(render.upscale(rgb, factor))
+            r, q = np.unravel_index(int(np.argmax(amap)), amap.shape)
+            self.act_caption.value = _caption(
+                f"channel {self.channel}: max {fmt(amap.max())} at ({r}, {q})",
+                f"mean {fmt(amap.mean())}",
+                rank,
+            )
+        else:
+            value = float(act[self.channel])
+            self.act_image.value = b""
+            self.act_caption.value = _caption(f"unit {self.channel}: {fmt(value)}", rank)
+        self.status.value = (
+            f"<b>{self.layer}</b> channel {self.channel} · input #{i}"
+            f"<br><span style='color:#666'>top-k cached for: {', '.join(self._topk)}</span>"
+        )
+
+    # ------------------------------------------------------------------ callbacks
+
+    def _on_layer(self, change: dict[str, Any]) -> None:
+        if self._syncing:
+            return
+        n = self.probe.layer(change["new"]).shape[-1]
+        self._syncing = True
+        try:
+            self.channel_slider.value = min(self.channel_slider.value, n - 1)
+            self.channel_slider.max = n - 1
+        finally:
+            self._syncing = False
+        self.show()
+
+    def _on_channel(self, change: dict[str, Any]) -> None:
+        if not self._syncing:
+            self.show()
+
+    def _on_image(self, change: dict[str, Any]) -> None:
+        failures: list[tuple[str, BaseException]] = []
+        _attempt("activation", self._draw_activation, failures)
+        if failures:
+            self.error.show(failures[0][1], failures[0][0])
+
+    def _safe(self, fn: Callable[..., None]) -> Callable[..., None]:
+        """``fn`` with any exception shown in the error box (show() clears it on success)."""
+
+        def wrapper(*args: Any) -> None:
+            try:
+                fn(*args)
+            except Exception as exc:  # noqa: BLE001 - shown to the user, widget stays alive
+                self.error.show(exc, getattr(fn, "__name__", "").lstrip("_").replace("_", " "))
+
+        return wrapper
+
+
+def _attempt(name: str, draw: Callable[[], None], failures: list) -> None:
+    try:
+        draw()
+    except Exception as exc:  # noqa: BLE001 - shown in place; the other panels still draw
+        failures.append((name, exc))
+
+
+def _panel(cls: str, title: str) -> tuple[W.Image, W.VBox, W.HTML]:
+    image = W.Image(format="png", layout=W.Layout(width=f"{PANEL_PX}px"))
+    image.add_class(cls)
+    caption = W.HTML(_caption(title))
+    caption.add_class(f"{cls}-caption")
+    box = W.VBox(
+        [image, caption],
+        layout=W.Layout(width=f"{PANEL_PX + 12}px", align_items="center", margin="0 4px"),
+    )
+    return image, box, caption
+
+
+def _caption(*lines: str) -> str:
+    body = "<br>".join(line for line in lines if line)
+    return f"<div style='font-size:11px;line-height:1.3;color:#333'>{body}</div>"
+
+
+def _to_rgb(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """uint8 RGB of an image ``(h, w, C)`` in ``[lo, hi]``; other channel counts show ch. 0."""
+    x01 = np.clip((np.asarray(x, np.float32) - lo) / (hi - lo), 0.0, 1.0)
+    if x01.shape[-1] != 3:
+        x01 = np.repeat(x01[..., :1], 3, axis=-1)
+    return render.to_uint8(x01)
+
+
+def _upscaled(rgb: np.ndarray) -> np.ndarray:
+    return render.upscale(rgb, max(1, -(-TILE_PX // max(rgb.shape[:2]))))
+
+
+def _with_box(rgb: np.ndarray, box: Any | None) -> np.ndarray:
+    """The image upscaled to a tile, with the clipped window ``box`` outlined."""
+    factor = max(1, -(-TILE_PX // max(rgb.shape[:2])))
+    out = render.upscale(rgb, factor).copy()
+    if box is None:
+        return out
+    top, left, bottom, right = (int(v) * factor for v in box)
+    h, w = out.shape[:2]
+    if (bottom - top, right - left) == (h, w):
+        return out  # the whole image: nothing to mark
+    bottom, right = min(bottom, h) - 1, min(right, w) - 1
+    out[top, left : right + 1] = out[bottom, left : right + 1] = BOX_RGB
+    out[top : bottom + 1, left] = out[top : bottom + 1, right] = BOX_RGB
+    return out
