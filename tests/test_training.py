@@ -368,3 +368,22 @@ def test_load_refuses_other_files(tmp_path):
 
 def test_top_level_names():
     assert jv.Recorder is Recorder and jv.Recording is Recording
+
+
+def test_train_with_recording_reproduces_the_seed_setup():
+    model, rec = jv.zoo.train_with_recording("mnist_cnn", epochs=1, max_steps=3, log=None)
+    assert rec.steps.tolist() == [0, 1, 2, 3]
+    assert rec.labels.tolist() == list(range(10))  # one fixed probe image per digit
+    assert rec.layers == tuple(f"act{i}" for i in range(1, 7))
+    assert rec.meta["value_range"] == [-1.0, 1.0]
+    assert set(rec.meta["layer_kinds"].values()) == {"Activation"}
+    assert rec.activations["act1"].shape == (4, 10, 28, 28, 4)
+    assert np.abs(rec.activations["act6"].astype(np.float32)).max() <= 1.0  # tanh
+    assert np.isfinite(rec.metrics["loss"][1:]).all() and np.isnan(rec.metrics["loss"][0])
+    assert np.isfinite(rec.metrics["test_accuracy"][-1])  # the run ended an "epoch"
+    ref = jv.Probe(model, input_shape=(28, 28, 1)).activations(rec.images, ["act6"])["act6"]
+    np.testing.assert_allclose(rec.activations["act6"][-1].astype(np.float32), ref, atol=2e-3)
+    with pytest.raises(ValueError, match="epochs"):
+        jv.zoo.train_with_recording("mnist_cnn", epochs=0)
+    with pytest.raises(ValueError, match="unknown zoo model"):
+        jv.zoo.train_with_recording("mnist")

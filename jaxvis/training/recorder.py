@@ -171,6 +171,7 @@ class Recorder:
         self.probe: Probe | None = None
         self.layer_names: list[str] = []
         self.edges: dict[str, np.ndarray] = {}
+        self._edges_array: jax.Array | None = None
         self._fn: Any = None
         self._pending: list[tuple[int, Any, dict[str, Any]]] = []
         self._done: list[tuple[int, dict[str, Any], dict[str, Any]]] = []
@@ -324,7 +325,11 @@ class Recorder:
             self.edges = self._choose_edges(params)
         if self._fn is None:
             self._fn = self._compile()
-        out = self._fn(params, self.images, self.edges)
+        if self._edges_array is None:
+            self._edges_array = jnp.asarray(
+                np.stack(list(self.edges.values())) if self.edges else 0
+            )
+        out = self._fn(params, self.images, self._edges_array)
         self._pending.append((step, out, dict(metrics or {})))
         if len(self._pending) >= _FLUSH_EVERY:
             self._flush()
@@ -375,24 +380,25 @@ class Recorder:
         probe = self._require_probe()
         layers = frozenset(self.layer_names)
         names = list(self.layer_names)
-        kind, with_weights, bins = probe.kind, self.weights, self.bins
+        kind, with_weights = probe.kind, self.weights
 
-        def step_fn(params: Any, x: jax.Array, edges: dict[str, jax.Array]) -> dict[str, Any]:
+        def step_fn(params: Any, x: jax.Array, edges: jax.Array) -> dict[str, Any]:
             acts: dict[str, jax.Array] = {}
             if names:
                 _, got = probe.apply(params, x, layers, truncate=True)
                 acts = {n: got[n].astype(jnp.float16) for n in names}
-            hists, stats = {}, {}
-            if with_weights:
-                for key, w in weight_arrays(kind, params).items():
+            out: dict[str, Any] = {"acts": acts}
+            if with_weights:  # one (arrays, bins) and one (arrays, 5) output: few transfers
+                arrays = weight_arrays(kind, params).values()
+                hists, stats = [], []
+                for k, w in enumerate(arrays):
                     w = w.ravel().astype(jnp.float32)
-                    e = edges[key]
-                    idx = jnp.clip(jnp.searchsorted(e, w, side="right") - 1, 0, bins - 1)
-                    hists[key] = jnp.bincount(idx, length=bins).astype(jnp.int32)
-                    stats[key] = jnp.stack(
-                        [w.mean(), w.std(), jnp.sqrt(jnp.sum(w * w)), w.min(), w.max()]
+                    hists.append(histogram(w, edges[k]))
+                    stats.append(
+                        jnp.stack([w.mean(), w.std(), jnp.sqrt(jnp.sum(w * w)), w.min(), w.max()])
                     )
-            return {"acts": acts, "hists": hists, "stats": stats}
+                out["hists"], out["stats"] = jnp.stack(hists), jnp.stack(stats)
+            return out
 
         return jax.jit(step_fn)
 
@@ -422,11 +428,9 @@ class Recorder:
             name: np.array([m.get(name, np.nan) for _, _, m in self._done], np.float64)
             for name in self._metric_names
         }
-        hists = {k: np.stack([o["hists"][k] for _, o, _ in self._done]) for k in self.edges}
-        stats = {
-            k: np.stack([o["stats"][k] for _, o, _ in self._done]).astype(np.float32)
-            for k in self.edges
-        }
+        keys = list(self.edges)
+        hists = {k: np.stack([o["hists"][i] for _, o, _ in self._done]) for i, k in enumerate(keys)}
+        stats = {k: np.stack([o["stats"][i] for _, o, _ in self._done]) for i, k in enumerate(keys)}
         meta = {
             "every": self.every,
             "bins": self.bins,
@@ -459,6 +463,22 @@ class Recorder:
             f"Recorder({len(self.images)} probe images, layers {layers}, every {self.every}, "
             f"{len(self)} steps recorded)"
         )
+
+
+def histogram(w: jax.Array, edges: jax.Array) -> jax.Array:
+    """Counts of ``w`` in the uniform bins ``edges`` (traceable), as ``np.histogram`` counts
+    ``clip(w, edges[0], edges[-1])``: bin ``i`` holds ``edges[i] <= w < edges[i + 1]``, the
+    last bin includes its right edge, and values outside land in the first or last bin.
+
+    The bin is computed arithmetically, then corrected by comparing with the stored edges, so
+    the counts are exact for those edges (searchsorted is 5x slower on the CPU).
+    """
+    bins = edges.shape[0] - 1
+    scale = bins / (edges[-1] - edges[0])
+    i = jnp.clip(jnp.floor((w - edges[0]) * scale).astype(jnp.int32), 0, bins - 1)
+    i = i - (w < edges[i]).astype(jnp.int32) + (w >= edges[i + 1]).astype(jnp.int32)
+    i = jnp.clip(i, 0, bins - 1)
+    return jnp.bincount(i, length=bins).astype(jnp.int32)
 
 
 def _check_bin_range(value: Any) -> Any:

@@ -19,8 +19,11 @@ Example::
     zoo.probe.activations(zoo.x_test[:4], layers=["act3"])["act3"].shape   # (4, 14, 14, 8)
     data = jv.zoo.load_data("shapes_cnn")  # ZooData with masks_train / masks_test
     fresh = jv.zoo.build("shapes_cnn", 0)  # untrained, e.g. to record training
+    model, rec = jv.zoo.train_with_recording("mnist_cnn", epochs=3)  # watch it learn
     jv.zoo.NAMES                           # ('mnist_cnn', 'shapes_cnn')
 """
+
+from typing import Any
 
 from jaxvis.zoo.data import ZooData
 from jaxvis.zoo.load import (
@@ -47,5 +50,15 @@ __all__ = [
     "build",
     "load",
     "load_data",
+    "train_with_recording",
     "weights_path",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``train_with_recording`` is imported on first use (it pulls in optax and training)."""
+    if name == "train_with_recording":
+        from jaxvis.zoo.watch import train_with_recording
+
+        return train_with_recording
+    raise AttributeError(f"module 'jaxvis.zoo' has no attribute {name!r}")
