@@ -6,11 +6,14 @@ Prints, in one run (ratios against baselines measured in the same run):
   with other values (channel, seed, lr: should be ~0, nothing compiles again);
 * steps per second for one channel;
 * all channels of ``shapes_cnn``'s widest layer as one vectorised batch versus the same
-  channels one after another (goal: >= 4x faster vectorised);
-* a Python loop over a jitted step versus chunks inside ``lax.scan`` (the XLA:CPU trap of
-  DESIGN.md: convolution input-gradients inside a loop).
+  channels one after another (goal: >= 4x faster vectorised), interleaved, and the ceiling
+  the model itself puts on that ratio (its forward + input gradient per image at batch 1
+  and batched);
+* Lucid's transforms as a chain of separate transforms versus one resampling;
+* chunks inside ``lax.scan`` (the default) versus a Python loop over a jitted step (the
+  XLA:CPU trap of DESIGN.md: convolution input-gradients inside a loop).
 
-    .venv/bin/python benchmarks/optvis.py [--steps 64] [--model shapes_cnn]
+    .venv/bin/python benchmarks/optvis.py [--steps 64] [--repeats 3] [--model shapes_cnn]
 
 Uses the trained zoo weights when present, else an untrained model of the same shape (the
 speed does not depend on the weights).
@@ -57,6 +60,7 @@ def _timed(fn, *args, **kwargs):  # noqa: ANN001, ANN202
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=64)
+    ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--model", default="shapes_cnn", choices=jv.zoo.NAMES)
     args = ap.parse_args()
     steps = args.steps
@@ -87,34 +91,99 @@ def main() -> None:
     one_sps = steps / second
     print(f"one channel: {one_sps:8.1f} steps/s")
 
-    # 2. whole layer vectorised vs one after another
-    render(probe, O.channel(widest.name, "*"), steps=2)  # compile the batched shape
-    _, vec = _timed(render, probe, O.channel(widest.name, "*"), steps=steps)
-    seq = 0.0
-    for ch in range(c):
-        _, t = _timed(render, probe, O.channel(widest.name, ch), steps=steps)
-        seq += t
+    # 2. whole layer vectorised vs one after another, interleaved
+    layer_obj = O.channel(widest.name, "*")
+    render(probe, layer_obj, steps=2)  # compile the batched shape
+    vec, seq = [], []
+    for _ in range(args.repeats):
+        vec.append(_timed(render, probe, layer_obj, steps=steps)[1])
+        seq.append(
+            sum(
+                _timed(render, probe, O.channel(widest.name, ch), steps=steps)[1] for ch in range(c)
+            )
+        )
+    v, q = float(np.median(vec)), float(np.median(seq))
     print(
-        f"all {c} channels of {widest.name}: vectorised {vec:6.2f} s, one after another "
-        f"{seq:6.2f} s -> {seq / vec:4.1f}x faster vectorised (goal >= 4x)"
+        f"all {c} channels of {widest.name} (median of {args.repeats}): vectorised {v:6.2f} s, "
+        f"one after another {q:6.2f} s -> {q / v:4.1f}x faster vectorised (goal >= 4x)"
     )
-    print(f"  unit-steps/s: vectorised {c * steps / vec:8.1f}, sequential {c * steps / seq:8.1f}")
+    print(f"  unit-steps/s: vectorised {c * steps / v:8.1f}, sequential {c * steps / q:8.1f}")
+    _ceiling(probe, widest.name, c, q / (c * steps))
 
-    # 3. Python loop over a jitted step vs lax.scan chunks (the XLA:CPU loop trap)
-    obj = O.channel(widest.name, "*")
+    # 3. Lucid's transforms: the chain of separate ones vs one resampling (what render uses)
+    _transforms(probe.input_shape, c)
+
+    # 4. lax.scan chunks (the default) vs a Python loop over a jitted step
     rows = []
-    for loop in ("python", "scan"):
-        render(probe, obj, steps=32, chunk=32, loop=loop)  # compile
-        _, t = _timed(render, probe, obj, steps=steps, chunk=32, loop=loop)
-        rows.append((loop, t))
-    (_, tp), (_, ts) = rows
+    for loop in ("scan", "python"):
+        render(probe, layer_obj, steps=32, chunk=32, loop=loop)  # compile
+        _, t = _timed(render, probe, layer_obj, steps=steps, chunk=32, loop=loop)
+        rows.append(t)
+    ts, tp = rows
     print(
-        f"loop style, {c} channels: python loop over jitted step {steps / tp:7.1f} steps/s, "
-        f"lax.scan chunks {steps / ts:7.1f} steps/s -> python is {ts / tp:4.1f}x "
-        f"{'faster' if tp < ts else 'slower'} (render's default: python)"
+        f"loop style, {c} channels: lax.scan chunks {steps / ts:7.1f} steps/s, python loop "
+        f"over a jitted step {steps / tp:7.1f} steps/s -> scan is {tp / ts:4.1f}x "
+        f"{'faster' if ts < tp else 'slower'} (render's default: scan)"
     )
-    res = render(probe, obj, steps=steps)
+    res = render(probe, layer_obj, steps=steps)
     print(f"(sanity) mean objective after {steps} steps: {float(np.mean(res.values)):.3f}")
+
+
+def _median_ms(fn, *args, reps: int = 15) -> float:  # noqa: ANN001
+    jax.block_until_ready(fn(*args))
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append(time.perf_counter() - t)
+    return float(np.median(times)) * 1e3
+
+
+def _ceiling(probe: jv.Probe, layer: str, c: int, seq_step_s: float) -> None:
+    """The model's own forward + input gradient per image, at batch 1 and batch ``c``: the
+    part of a step that batching cannot shrink unless the convolutions run faster batched."""
+    from jaxvis.fast_conv import fast_convolutions
+
+    def value(x: jax.Array, params: object) -> jax.Array:
+        with fast_convolutions():
+            _, acts = probe.apply(params, x, frozenset({layer}), truncate=True)
+        return acts[layer].mean()
+
+    grad = jax.jit(jax.grad(value))
+    per_image = {}
+    for n in (1, c):
+        x = jax.random.uniform(jax.random.key(0), (n, *probe.input_shape))
+        per_image[n] = _median_ms(grad, x, probe.params) / n
+    bound = seq_step_s * 1e3 / per_image[c]
+    print(
+        f"  ceiling: model forward + input gradient alone, per image: batch 1 "
+        f"{per_image[1]:.3f} ms, batch {c} {per_image[c]:.3f} ms "
+        f"({per_image[1] / per_image[c]:.1f}x cheaper batched); a sequential step costs "
+        f"{seq_step_s * 1e3:.3f} ms, so vectorising can gain at most ~{bound:.1f}x here"
+    )
+
+
+def _transforms(shape: tuple[int, ...], n: int) -> None:
+    from jaxvis.optvis import transforms as T
+
+    h = shape[0]
+    fused = T.standard(h)
+    pad = max(1, round(12 * h / 128))
+    chain = T.compose(
+        T.pad(pad, "constant"), T.jitter(fused.jitter1), T.scale_rotate(), T.jitter(fused.jitter2)
+    )
+    key = jax.random.key(0)
+    x = jax.random.uniform(key, (n, *shape))
+    g = jax.random.normal(key, x.shape)
+    chain_ms = _median_ms(
+        jax.jit(jax.grad(lambda z: (T.center_crop(chain(key, z), (h, h)) * g).sum())), x
+    )
+    fused_ms = _median_ms(jax.jit(jax.grad(lambda z: (fused(key, z) * g).sum())), x)
+    print(
+        f"Lucid transforms, value + gradient for {n} images: chain of separate transforms "
+        f"{chain_ms:6.2f} ms, one resampling (render's) {fused_ms:6.2f} ms -> "
+        f"{chain_ms / fused_ms:4.1f}x"
+    )
 
 
 if __name__ == "__main__":

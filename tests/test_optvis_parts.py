@@ -150,6 +150,56 @@ def test_jitter_is_a_shift_and_identity_transforms():
     np.testing.assert_allclose(same, x, atol=1e-6)
 
 
+@pytest.mark.parametrize(
+    ("size", "pad", "j1", "j2"), [(28, 3, 2, 1), (32, 3, 2, 1), (128, 12, 8, 4)]
+)
+def test_lucid_is_the_standard_chain_in_one_resampling(size, pad, j1, j2):
+    # Reference: the chain of separate transforms (pad, jitter, scale+rotate, jitter, crop).
+    chain = T.compose(T.pad(pad, "constant"), T.jitter(j1), T.scale_rotate(), T.jitter(j2))
+    fused = T.lucid(j1, (0.9, 1.1), 10.0, j2)
+    x = jax.random.uniform(jax.random.key(1), (6, size, size, 3))
+    key = jax.random.key(size)
+    g = jax.random.normal(jax.random.key(9), x.shape)
+
+    def reference(z):
+        return T.center_crop(chain(key, z), (size, size))
+
+    np.testing.assert_allclose(fused(key, x), reference(x), atol=5e-5)
+    ref_grad = jax.grad(lambda z: (reference(z) * g).sum())(x)
+    got_grad = jax.grad(lambda z: (fused(key, z) * g).sum())(x)
+    np.testing.assert_allclose(got_grad, ref_grad, atol=5e-4)
+    assert T.standard(28) == T.lucid(2, (0.9, 1.1), 10.0, 1)
+
+
+@pytest.mark.parametrize(
+    ("factor", "degrees"), [(1.1, 10), (0.9, -10), (1.0, 0), (2.0, 45), (0.5, 30)]
+)
+def test_warp_gradient_is_the_scatter_add_transpose(factor, degrees):
+    from jaxvis.optvis._warp import reach_bound, sample_plain, warp
+
+    a = np.deg2rad(degrees)
+    m = jnp.asarray([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]], jnp.float32) / factor
+    c = jnp.asarray([10.0, 7.0])
+    b = c - m @ c + jnp.asarray([1.0, -2.0])
+    x = jax.random.uniform(jax.random.key(0), (21, 15, 2))
+    g = jax.random.normal(jax.random.key(1), (21, 15, 2))
+    ref = jax.grad(lambda z: (sample_plain(z, m, b) * g).sum())(x)  # XLA's scatter-add
+    got = jax.grad(lambda z: (warp(z, m, b, reach_bound(factor, degrees)) * g).sum())(x)
+    np.testing.assert_allclose(got, ref, atol=1e-5)
+    np.testing.assert_array_equal(warp(x, m, b, 1.0), sample_plain(x, m, b))
+
+
+def test_warp_identity_and_shift_with_grey_outside():
+    from jaxvis.optvis._warp import warp
+
+    x = jax.random.uniform(jax.random.key(0), (6, 5, 1))
+    np.testing.assert_allclose(warp(x, jnp.eye(2), jnp.zeros(2), 1.0), x, atol=1e-7)
+    shifted = np.asarray(warp(x, jnp.eye(2), jnp.asarray([2.0, -1.0]), 1.0))
+    expected = np.full_like(np.asarray(x), 0.5)
+    expected[:4, 1:] = np.asarray(x)[2:, :4]  # out[i, j] = x[i + 2, j - 1], grey outside
+    np.testing.assert_allclose(shifted, expected, atol=1e-7)
+
+
 # ------------------------------------------------------------------ regularizers
 
 

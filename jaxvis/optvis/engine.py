@@ -6,10 +6,12 @@ objective's values (channels, classes, positions, weights), every regularizer st
 learning rate and the seed are traced, so changing them does not compile again.
 
 Steps run in chunks; between chunks ``callback(progress)`` sees the step, the objective and
-(lazily) the current images, and can stop the run by returning ``False``. By default a chunk is
-a Python loop over one jitted step: on XLA:CPU the input-gradient of a convolution inside a
-``lax.fori_loop`` runs several times slower (see DESIGN.md, "XLA on the CPU"), which
-``benchmarks/optvis.py`` measures; ``loop="scan"`` runs each chunk inside ``lax.scan``.
+(lazily) the current images, and can stop the run by returning ``False``. A chunk is one jitted
+``lax.scan`` over its steps. Inside a loop XLA:CPU used to run a convolution's input gradient
+several times slower (see DESIGN.md, "XLA on the CPU"); the model is traced with
+:mod:`jaxvis.fast_conv`, which avoids that, so the scan is now the faster choice at every batch
+size (``benchmarks/optvis.py`` measures both). ``loop="python"`` runs a Python loop over one
+jitted step instead.
 
 Example::
 
@@ -128,7 +130,7 @@ def render(
     chunk: int = 32,
     snapshot_every: int | None = None,
     callback: Callable[[Progress], Any] | None = None,
-    loop: str = "python",
+    loop: str = "scan",
 ) -> RenderResult:
     """Optimise a batch of images to maximise ``objective`` on ``probe``'s model.
 
@@ -152,7 +154,8 @@ def render(
         snapshot_every: keep the images every this many steps (an animation).
         callback: called with a :class:`Progress` after every chunk; returning ``False``
             stops the run (the images so far are kept).
-        loop: ``"python"`` (a jitted step per step) or ``"scan"`` (a jitted chunk).
+        loop: ``"scan"`` (a jitted chunk, the default) or ``"python"`` (a jitted step per
+            step).
 
     Example::
 
@@ -190,7 +193,8 @@ def render(
     done, stopped = 0, False
     while done < steps:
         length = min(chunk, steps - done)
-        if loop == "scan":
+        # A short last chunk runs step by step: scanning it would compile another length.
+        if loop == "scan" and length == chunk:
             p, s, h = fns.scan(
                 p, s, jnp.asarray(done, jnp.int32), seed_arr, hp, model_params, length
             )

@@ -4,6 +4,7 @@ Each transform is a small frozen dataclass called as ``t(key, images) -> images`
 ``(N, H, W, C)``; every image gets its own random draw from ``key``, so the result is
 reproducible by key. ``jitter``, ``scale`` and ``rotate`` keep the shape; ``pad`` grows the
 image (the render loop crops the centre back to the model's input size). Compose with ``compose``.
+``lucid`` is Lucid's whole standard chain as one resampling (what ``standard`` returns).
 
 Example::
 
@@ -19,11 +20,14 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 
+from jaxvis.optvis._warp import reach_bound, warp
+
 __all__ = [
     "Compose",
     "Transform",
     "compose",
     "jitter",
+    "lucid",
     "lucid_standard",
     "pad",
     "rotate",
@@ -174,6 +178,48 @@ class scale_rotate(Transform):  # noqa: N801
         return _affine(image, f, jnp.deg2rad(a))
 
 
+@dataclass(frozen=True)
+class lucid(Transform):  # noqa: N801
+    """Lucid's standard chain in one bilinear resampling: grey padding, ``jitter(jitter1)``,
+    ``scale_rotate(factors, degrees)``, ``jitter(jitter2)``, and the crop back to the input
+    size. Same shape as the input.
+
+    It gives what ``compose(pad(p, "constant"), jitter(jitter1), scale_rotate(factors,
+    degrees), jitter(jitter2))`` and a centre crop give with the same key whenever the pad
+    ``p`` exceeds ``jitter1`` and is at least ``jitter2`` (then every pixel from outside the
+    image is grey), at a fraction of the cost: one 4-tap sample per output pixel, and a
+    gradient that gathers instead of scattering (see ``_warp``).
+
+    Example: ``lucid(8, (0.9, 1.1), 10, 4)`` (Lucid's numbers for 128-224 pixel images).
+    """
+
+    jitter1: int = 8
+    factors: tuple[float, float] = (0.9, 1.1)
+    degrees: float = 10.0
+    jitter2: int = 4
+    n_random = 6
+
+    def one(self, u: jax.Array, image: jax.Array) -> jax.Array:
+        h, w, _ = image.shape
+        lo, hi = self.factors
+        f = lo + (hi - lo) * u[2]
+        a = jnp.deg2rad(self.degrees * (2.0 * u[3] - 1.0))
+        cos, sin = jnp.cos(a), jnp.sin(a)
+        m = jnp.stack([jnp.stack([cos, -sin]), jnp.stack([sin, cos])]) / f
+        c = jnp.asarray([(h - 1) / 2.0, (w - 1) / 2.0], jnp.float32)
+        t1, t2 = _shift(u[0:2], self.jitter1), _shift(u[4:6], self.jitter2)
+        b = c + t1 - m @ (c - t2)  # source = m (o - c + t2) + c + t1
+        reach = reach_bound(max(abs(lo), abs(hi)), self.degrees)
+        return warp(image, m, b, reach)
+
+
+def _shift(u: jax.Array, d: int) -> jax.Array:
+    """The integer shift of :class:`jitter` for its two random numbers ``u``."""
+    if d <= 0:
+        return jnp.zeros(2, jnp.float32)
+    return jnp.minimum(jnp.floor(u * (2 * d + 1)), 2 * d) - d
+
+
 def center_crop(images: jax.Array, size: Sequence[int]) -> jax.Array:
     """The central ``size`` (H, W) of ``images`` ``(N, H', W', C)`` with ``H' >= H``."""
     h, w = int(size[0]), int(size[1])
@@ -208,17 +254,18 @@ def compose(*transforms: Transform) -> Compose:
     return Compose(tuple(transforms))
 
 
-#: Lucid's ``standard_transforms`` (for 128-224 pixel images); scale and rotate are fused.
-lucid_standard = compose(pad(12, "constant"), jitter(8), scale_rotate((0.9, 1.1), 10), jitter(4))
+#: Lucid's ``standard_transforms`` (for 128-224 pixel images), as one resampling.
+lucid_standard = lucid(8, (0.9, 1.1), 10.0, 4)
 
 
-def standard(size: int | Sequence[int]) -> Compose:
-    """Lucid's standard set, with pad and jitter scaled for an image of ``size`` pixels.
+def standard(size: int | Sequence[int]) -> lucid:
+    """Lucid's standard set, with the jitters scaled for an image of ``size`` pixels.
 
     Lucid's numbers (pad 12, jitter 8 then 4) are for ~128-224 pixel images; on a 28-pixel
     digit they would move it off the canvas, so they shrink in proportion (at least 1 pixel).
 
-    Example: ``standard(28)`` -> pad 2, jitter 2, scale 0.9-1.1, rotate 10°, jitter 1.
+    Example: ``standard(28)`` -> jitter 2, scale 0.9-1.1, rotate 10°, jitter 1 (Lucid's
+    chain with pad 3).
     """
     s = int(size if isinstance(size, int) else max(size[:2]))
     f = s / 128.0
@@ -228,6 +275,4 @@ def standard(size: int | Sequence[int]) -> Compose:
     def px(n: int) -> int:
         return max(1, round(n * f))
 
-    return compose(
-        pad(px(12), "constant"), jitter(px(8)), scale_rotate((0.9, 1.1), 10), jitter(px(4))
-    )
+    return lucid(px(8), (0.9, 1.1), 10.0, px(4))
