@@ -13,6 +13,8 @@ Every widget has a stable CSS class (``jv-...``), shows errors from its callback
 * :class:`FeatureVis`: feature visualisation; :class:`Attribution`: attribution maps.
 * :class:`UnitExplorer` (``jv-unit-explorer``): one unit's synthetic image, top-9 images
   and patches, and activation, as in the Deep Visualization Toolbox.
+* :class:`TrainingReplay` (``jv-training-replay``): replay a ``jv.Recording`` with a step
+  slider and Play: activations, metric curves, weight histograms and distributions.
 
 Example::
 
@@ -30,6 +32,7 @@ from jaxvis.widgets.filters import FilterGrid
 from jaxvis.widgets.histograms import WeightHistograms
 from jaxvis.widgets.layer_explorer import LayerExplorer
 from jaxvis.widgets.summary import ModelSummary
+from jaxvis.widgets.training_replay import TrainingReplay
 from jaxvis.widgets.unit_explorer import UnitExplorer
 
 __all__ = [
@@ -42,6 +45,7 @@ __all__ = [
     "LayerExplorer",
     "LayerGrids",
     "ModelSummary",
+    "TrainingReplay",
     "UnitExplorer",
     "WeightHistograms",
 ]
