@@ -164,9 +164,15 @@ class TrainingReplay(W.VBox):
         self.distribution, self.dist_marks = self._make_distribution()
 
         self.gif_layer = W.Dropdown(options=list(self.layers), description="GIF of")
-        self.gif_button = W.Button(description="Export GIF", icon="film")
+        self.gif_button = W.Button(
+            description="Export GIF", icon="film", tooltip="an animated GIF of the chosen layer"
+        )
         self.gif_button.add_class("jv-tr-export-gif")
-        self.png_button = W.Button(description="Export PNG of this frame", icon="image")
+        self.png_button = W.Button(
+            description="Export PNG",
+            icon="image",
+            tooltip="a PNG of every shown layer at the current step",
+        )
         self.png_button.add_class("jv-tr-export-png")
         self.status = W.HTML()
         self.status.add_class("jv-tr-status")
@@ -393,7 +399,7 @@ class TrainingReplay(W.VBox):
                 bq.Axis(scale=xs, label="step", tick_format="d"),
                 bq.Axis(scale=ys, side="left", label="weight value", tick_format=".2~g"),
             ],
-            title="distribution over time (min, ±1.5σ, ±1σ, ±0.5σ bands, median)",
+            title="distribution over time",
             fig_margin={"top": 40, "bottom": 45, "left": 60, "right": 15},
             layout=W.Layout(width="480px", height="280px"),
         )
