@@ -72,7 +72,7 @@ def main() -> None:
                 recorder.record(step, params, metrics={"loss": loss, "accuracy": acc})
         jax.block_until_ready(params)
         if recorder is not None:
-            recorder._flush()  # include the host copy of what was recorded
+            recorder.flush()  # include the host copy of what was recorded
         return args.block_steps / (time.perf_counter() - t)
 
     for rec in (None, *recorders.values()):  # compile everything first

@@ -332,7 +332,7 @@ class Recorder:
         out = self._fn(params, self.images, self._edges_array)
         self._pending.append((step, out, dict(metrics or {})))
         if len(self._pending) >= _FLUSH_EVERY:
-            self._flush()
+            self.flush()
         return True
 
     def _last_step(self) -> int | None:
@@ -347,7 +347,7 @@ class Recorder:
         while self._estimate(len(self) + 1) > self.budget_bytes:
             if self.on_budget == "raise" or len(self) < 2:
                 raise ValueError(self._budget_message(self._estimate(len(self) + 1), len(self) + 1))
-            self._flush()
+            self.flush()
             self.every *= 2
             self._done = [rec for rec in self._done if rec[0] % self.every == 0] or self._done[:1]
 
@@ -402,7 +402,9 @@ class Recorder:
 
         return jax.jit(step_fn)
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
+        """Wait for the pending recorded steps and copy them to host memory (``record`` does
+        this every 32 steps, :meth:`recording` before it returns)."""
         if not self._pending:
             return
         pending, self._pending = self._pending, []
@@ -415,7 +417,7 @@ class Recorder:
 
     def recording(self) -> Recording:
         """Everything recorded so far as a :class:`Recording` (arrays stacked over steps)."""
-        self._flush()
+        self.flush()
         probe = self._require_probe()
         if not self._done:
             raise ValueError("nothing recorded yet: call record() first")
