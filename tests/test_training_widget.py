@@ -108,6 +108,15 @@ def test_play_is_linked_to_the_slider(rec):
     assert replay.play.max == replay.slider.max == T - 1
 
 
+def test_frames_render_on_first_view_when_not_prerendered(rec):
+    eager = TrainingReplay(rec)
+    lazy = TrainingReplay(rec, prerender=False)
+    assert lazy.pngs["big"][1:] == [None] * (T - 1)  # only the first frame is on screen
+    lazy.slider.value = 3
+    assert lazy.images["big"].value == eager.pngs["big"][3] == lazy.pngs["big"][3]
+    assert lazy.pngs["big"][2] is None
+
+
 def test_curves_skip_missing_values(rec):
     replay = TrainingReplay(rec)
     lines = {

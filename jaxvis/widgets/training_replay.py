@@ -1,7 +1,8 @@
 """``TrainingReplay``: scrub or play through a recorded training run.
 
 Every frame (one per recorded step and layer) is rendered and PNG-encoded when the widget is
-built, so moving the step slider, or pressing Play, only swaps bytes: each layer's grid (rows:
+built (for long runs, on first view and cached), so moving the step slider, or pressing Play,
+only swaps bytes: each layer's grid (rows:
 the probe images, each led by the input image; columns: channels; nearest-neighbour upscaled),
 the loss and accuracy curves' step marker, the weight histogram of the current step drawn
 over the first step's, and the marker on a TensorBoard-style distribution-over-time view of
@@ -40,6 +41,8 @@ BAND = "#4c78a8"
 #: Percentile pairs of the distribution bands (outer to inner), as in TensorBoard.
 BANDS = ((0, 8), (1, 7), (2, 6), (3, 5))  # indices into recording.TB_PERCENTILES
 SPACING = 1
+#: Above this many frames (steps x layers) frames are rendered on first view, not up front.
+PRERENDER_LIMIT = 3000
 GAP = 170  # grey between tiles: white is zero in "rwb", so white gaps would vanish
 
 
@@ -73,6 +76,9 @@ class TrainingReplay(W.VBox):
             28): small maps are upscaled by an integer factor, without interpolation.
         interval: milliseconds between frames when playing.
         out_dir: where the export buttons write; ``prefix`` starts the file names.
+        prerender: render and encode every frame now (scrubbing then only swaps bytes), or
+            on first view (cached). Default: now, unless there are more than
+            :data:`PRERENDER_LIMIT` frames (steps x layers, about 5 ms each).
 
     Example::
 
@@ -93,6 +99,7 @@ class TrainingReplay(W.VBox):
         interval: int = 150,
         out_dir: str | os.PathLike[str] = ".",
         prefix: str = "training",
+        prerender: bool | None = None,
     ) -> None:
         self.recording = rec = _check_recording(recording)
         self.layers = self._check_layers(layers)
@@ -119,11 +126,15 @@ class TrainingReplay(W.VBox):
         self.prefix = str(prefix)
         self.error = ErrorBox()
 
-        self._inputs = {}
-        self.pngs: dict[str, list[bytes]] = {
-            n: [render.png_bytes(self.render_frame(i, n)) for i in range(len(rec))]
-            for n in self.layers
-        }
+        self._inputs: dict[int, np.ndarray] = {}
+        #: ``{layer: [PNG bytes or None (not rendered yet)] per step}``
+        self.pngs: dict[str, list[bytes | None]] = {n: [None] * len(rec) for n in self.layers}
+        if prerender is None:
+            prerender = len(rec) * len(self.layers) <= PRERENDER_LIMIT
+        if prerender:
+            for name in self.layers:
+                for i in range(len(rec)):
+                    self.png(i, name)
 
         n = len(rec)
         self.play = W.Play(value=0, min=0, max=n - 1, step=1, interval=int(interval))
@@ -139,7 +150,7 @@ class TrainingReplay(W.VBox):
         self.images: dict[str, W.Image] = {}
         boxes = []
         for name in self.layers:
-            img = W.Image(value=self.pngs[name][0], format="png")
+            img = W.Image(value=self.png(0, name), format="png")
             img.add_class("jv-tr-frame")
             img.add_class(f"jv-tr-frame-{_css(name)}")
             self.images[name] = img
@@ -269,6 +280,13 @@ class TrainingReplay(W.VBox):
         out[: column.shape[0], : column.shape[1]] = column
         out[: grid.shape[0], column.shape[1] + 4 :] = grid
         return out
+
+    def png(self, index: int, layer: str) -> bytes:
+        """PNG bytes of :meth:`render_frame`, rendered once and cached."""
+        cached = self.pngs[layer][index]
+        if cached is None:
+            cached = self.pngs[layer][index] = render.png_bytes(self.render_frame(index, layer))
+        return cached
 
     def frame(self, index: int | None = None) -> np.ndarray:
         """All shown layers at one step (default: the current one), side by side."""
@@ -443,7 +461,7 @@ class TrainingReplay(W.VBox):
         i, rec = self.index, self.recording
         step = self.step
         for name, img in self.images.items():
-            img.value = self.pngs[name][i]
+            img.value = self.png(i, name)
         for marker in self.markers:
             marker.x = [step, step]
         key = self.weight_select.value
