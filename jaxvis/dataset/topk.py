@@ -5,8 +5,9 @@ over the batch axis, ``NamedSharding``), each device computes its shard's layer 
 reduces them per image and channel (``"max"`` or ``"mean"`` over the spatial axes, keeping the
 position of the maximum), takes its own top-k, and the per-device top-k are gathered and merged
 with the running top-k (``jax.shard_map`` with ``lax.all_gather`` and ``lax.top_k``). Only that
-running ``(C, k)`` state lives between steps (its buffers are donated), so memory stays flat
-however many batches stream through.
+running ``(C, k)`` state lives between steps (its buffers are donated), and at most
+``MAX_IN_FLIGHT`` steps are dispatched ahead of the device, so memory stays flat however many
+batches stream through.
 
 Results do not depend on the number of devices: ties are broken the same way everywhere
 (the lower image index first), and every image's activation is computed by the same function.
@@ -41,6 +42,7 @@ Example::
 
 from __future__ import annotations
 
+import collections
 import math
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -59,6 +61,9 @@ __all__ = ["REDUCTIONS", "TopK", "top_k"]
 
 #: How a spatial activation map becomes one score per image and channel.
 REDUCTIONS = ("max", "mean")
+#: Steps dispatched ahead of the device at most: with JAX's asynchronous dispatch a fast host
+#: would otherwise queue every batch of the dataset on the device before the first one ran.
+MAX_IN_FLIGHT = 2
 _AXIS = "batch"
 
 
@@ -172,6 +177,7 @@ def top_k(
     )
     capacity = 0
     n_seen = 0
+    in_flight: collections.deque = collections.deque()
     bar = _progress_bar(progress, _total_images(batches), f"top-{k} {layer}")
     try:
         for i, x in enumerate(_iter_batches(batches, batch_size)):
@@ -183,7 +189,10 @@ def top_k(
             mask = np.arange(capacity) < n
             xs = jax.make_array_from_process_local_data(batch_sharding, x_pad)
             ms = jax.make_array_from_process_local_data(batch_sharding, mask)
-            state = step(params, xs, ms, *state)
+            *state, token = step(params, xs, ms, *state)
+            in_flight.append(token)
+            if len(in_flight) > MAX_IN_FLIGHT:  # bound the queue of dispatched steps
+                in_flight.popleft().block_until_ready()
             n_seen += n
             if bar is not None:
                 bar.update(n)
@@ -250,13 +259,14 @@ def _step(probe: Probe, layer: str, k: int, reduce: str, mesh: Mesh) -> Callable
         top, sel = jax.lax.top_k(jnp.concatenate([values, v], axis=1), k)
         new_i = jnp.take_along_axis(jnp.concatenate([indices, i], axis=1), sel, axis=1)
         new_p = jnp.take_along_axis(jnp.concatenate([positions, p], axis=1), sel, axis=1)
-        return top, new_i, new_p, count + jnp.sum(counts)
+        total = count + jnp.sum(counts)
+        return top, new_i, new_p, total, total + 0  # the last: a token, never donated
 
     sharded = jax.shard_map(
         local,
         mesh=mesh,
         in_specs=(P(), P(_AXIS), P(_AXIS), P(), P(), P(), P()),
-        out_specs=(P(), P(), P(), P()),
+        out_specs=(P(), P(), P(), P(), P()),
         check_vma=False,  # replicated by construction: every device merges the same gathers
     )
     cache[key] = jax.jit(sharded, donate_argnums=(3, 4, 5, 6))
