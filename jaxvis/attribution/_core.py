@@ -27,6 +27,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from jaxvis._rng import fast_draws
 from jaxvis.fast_conv import fast_convolutions
 
 _CACHE: weakref.WeakKeyDictionary[Any, dict[Hashable, Callable]] = weakref.WeakKeyDictionary()
@@ -52,7 +53,8 @@ def count_trace(name: str) -> None:
 
 def cached_jit(probe: Any, key: Hashable, build: Callable[[], Callable]) -> Callable:
     """``jax.jit(build())``, built once per probe and ``key``, traced under
-    ``fast_convolutions()`` (the choice of convolution is made when the function is traced)."""
+    ``fast_convolutions()`` (the choice of convolution is made when the function is traced)
+    and run with :func:`jaxvis._rng.fast_draws` (SmoothGrad's noise compiles quickly)."""
     table = _CACHE.setdefault(probe, {})
     if key not in table:
         fn = build()
@@ -62,7 +64,7 @@ def cached_jit(probe: Any, key: Hashable, build: Callable[[], Callable]) -> Call
             with fast_convolutions():
                 return fn(*args, **kwargs)
 
-        table[key] = jax.jit(traced)
+        table[key] = fast_draws(jax.jit(traced))
     return table[key]
 
 

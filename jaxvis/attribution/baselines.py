@@ -61,8 +61,8 @@ def _one(probe: Any, x: jax.Array, spec: Any, seed: int) -> jax.Array:
         if spec == "zero":
             return jnp.zeros(x.shape, jnp.float32)
         if spec == "uniform":
-            key = jax.random.key(seed)
-            return jax.random.uniform(key, x.shape, jnp.float32, lo, hi)
+            with jax.threefry_partitionable(False):  # as every jaxvis draw (see _rng)
+                return jax.random.uniform(jax.random.key(seed), x.shape, jnp.float32, lo, hi)
         if spec == "blur":
             return blur(x, max(x.shape[1:3]) / 10.0)
         raise ValueError(

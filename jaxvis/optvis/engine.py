@@ -36,6 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxvis import _rng
 from jaxvis.fast_conv import fast_convolutions
 from jaxvis.optvis import objectives as _obj
 from jaxvis.optvis.param import ImageParam, as_param
@@ -327,9 +328,9 @@ def _build(
         return hp["obj"](acts, out)
 
     return _Compiled(
-        init=jax.jit(init),
-        step=jax.jit(step),
-        scan=jax.jit(scan, static_argnums=6),
+        init=_rng.fast_draws(jax.jit(init)),
+        step=_rng.fast_draws(jax.jit(step)),
+        scan=_rng.fast_draws(jax.jit(scan, static_argnums=6)),
         images=jax.jit(lambda p: ip.to_image(p, shape)),
         evaluate=jax.jit(evaluate),
     )

@@ -9,23 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
+from jaxvis._paths import cache_dir
+
 __all__ = ["atomic_savez", "cache_dir"]
-
-
-def cache_dir() -> Path:
-    """The folder for cached demo data: ``$JAXVIS_CACHE``, else ``$XDG_CACHE_HOME/jaxvis``,
-    else ``~/.cache/jaxvis``. It is created on first use by :func:`atomic_savez`.
-
-    Example::
-
-        cache_dir()                   # PosixPath('/home/me/.cache/jaxvis')
-    """
-    explicit = os.environ.get("JAXVIS_CACHE")
-    if explicit:
-        return Path(explicit).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "jaxvis"
 
 
 def atomic_savez(
