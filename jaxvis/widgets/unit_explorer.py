@@ -241,11 +241,13 @@ class UnitExplorer(W.VBox):
         if self.fv_steps == 0:
             self.fv_caption.value = _caption("feature visualisation off (fv_steps=0)")
             return
+        cached = (self.layer, self.channel) in self._fv
         t0 = time.perf_counter()
         img = self.feature_vis(self.layer, self.channel)
         self.fv_image.value = render.png_bytes(preview_image(img[None], PANEL_PX))
+        took = "cached" if cached else f"{1000 * (time.perf_counter() - t0):.0f} ms"
         self.fv_caption.value = _caption(
-            "feature visualisation", f"{self.fv_steps} steps ({time.perf_counter() - t0:.1f} s)"
+            "feature visualisation", f"{self.fv_steps} optimisation steps ({took})"
         )
 
     def _draw_activation(self) -> None:
