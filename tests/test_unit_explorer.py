@@ -159,6 +159,14 @@ def test_validates_arguments(probe, images):
         UnitExplorer(object(), images)
     with pytest.raises(ValueError, match="dataset must have 4 axes"):
         UnitExplorer(probe, images[0])
+    with pytest.raises(TypeError, match="dataset must be a float array"):
+        UnitExplorer(probe, (images * 255).astype(np.uint8))
+    with pytest.raises(ValueError, match="dataset has the wrong image shape"):
+        UnitExplorer(probe, np.zeros((3, 9, 9, 1), np.float32))
+    bad = images.copy()
+    bad[30, 1, 1, 0] = np.inf
+    with pytest.raises(ValueError, match="dataset contains NaN or inf"):
+        UnitExplorer(probe, bad)
     with pytest.raises(ValueError, match="unknown layer 'conv3'"):
         UnitExplorer(probe, images, layer="conv3")
     with pytest.raises(ValueError, match="channel must be in \\[0, 5\\]"):

@@ -26,7 +26,7 @@ from jaxvis import dataset as ds
 from jaxvis import optvis, render
 from jaxvis.optvis import objectives
 from jaxvis.probe import Probe
-from jaxvis.widgets._common import check_images, check_probe, fmt, image_png, layer_title
+from jaxvis.widgets._common import check_probe, fmt, image_png, layer_title
 from jaxvis.widgets._errors import ErrorBox
 from jaxvis.widgets.feature_vis import preview_image
 
@@ -70,7 +70,7 @@ class UnitExplorer(W.VBox):
         batch_size: int = 256,
     ) -> None:
         self.probe = check_probe(probe)
-        self.dataset = check_images(dataset, self.probe, "dataset")
+        self.dataset = _check_dataset(dataset, self.probe)
         if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
             raise ValueError(f"k must be a positive integer, got {k!r}")
         if isinstance(fv_steps, bool) or not isinstance(fv_steps, int) or fv_steps < 0:
@@ -314,6 +314,19 @@ class UnitExplorer(W.VBox):
                 self.error.show(exc, getattr(fn, "__name__", "").lstrip("_").replace("_", " "))
 
         return wrapper
+
+
+def _check_dataset(dataset: Any, probe: Probe) -> np.ndarray:
+    """``dataset`` as float32 ``(N, H, W, C)``, checked on the host (it may be large)."""
+    if getattr(dataset, "ndim", 4) == 4 and len(dataset):
+        probe.check_input(dataset[:1], "dataset")  # type, dtype, image shape: one image
+    else:
+        probe.check_input(dataset, "dataset")  # raises: wrong rank or empty
+    x = np.asarray(dataset, np.float32)
+    for start in range(0, len(x), 4096):
+        if not np.isfinite(x[start : start + 4096]).all():
+            raise ValueError("dataset contains NaN or inf values: expected finite pixel values")
+    return x
 
 
 def _attempt(name: str, draw: Callable[[], None], failures: list) -> None:
