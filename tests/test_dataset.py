@@ -284,3 +284,40 @@ def test_errors_name_the_argument(zoo, digits):
         patches(probe, x[:5], res, channel=0)
     with pytest.raises(TypeError, match="result must be a jv.dataset.TopK"):
         patches(probe, x, {"indices": 0}, channel=0)
+
+
+class OddGeometry(nn.Module):
+    """Linear convs with dilation, integer, asymmetric and VALID padding, strides 1 and 2."""
+
+    @nn.compact
+    def __call__(self, x):
+        x = nn.Conv(2, (3, 3), kernel_dilation=2, name="dilated")(x)  # SAME
+        x = nn.Conv(2, (4, 4), strides=2, padding=1, name="pad1")(x)
+        x = nn.Conv(2, (3, 3), strides=2, padding=((2, 0), (1, 1)), name="asym")(x)
+        return nn.Conv(2, (2, 2), padding="VALID", name="valid")(x)
+
+
+@pytest.mark.parametrize("layer", ["dilated", "pad1", "asym", "valid"])
+def test_receptive_field_with_dilation_and_explicit_padding_matches_the_gradient(layer):
+    model = OddGeometry()
+    variables = model.init(jax.random.key(0), jnp.zeros((1, 21, 21, 1)))
+    probe = jv.Probe(model, variables, input_shape=(21, 21, 1))
+    rf = receptive_field(probe, layer)
+    x = jnp.asarray(np.random.default_rng(0).random((1, 21, 21, 1)), jnp.float32)
+
+    def out(x):
+        return probe.apply(probe.params, x, [layer])[1][layer][0].sum(-1)  # (h, w)
+
+    jac = np.abs(np.asarray(jax.jacobian(out)(x)))[..., 0, :, :, 0]  # (h, w, 21, 21)
+    assert jac.shape[:2] == probe.layer(layer).shape[:2]
+    for r in range(jac.shape[0]):
+        for c in range(jac.shape[1]):
+            top, left, bottom, right = rf.box(r, c)
+            support = jac[r, c] > 0
+            inside = np.zeros_like(support)
+            inside[top:bottom, left:right] = True
+            assert not (support & ~inside).any(), (layer, r, c)
+            if rf.window(r, c) == (top, left, bottom, right):  # fully inside the image
+                rows, cols = np.nonzero(support)
+                got = (rows.min(), cols.min(), rows.max() + 1, cols.max() + 1)
+                assert got == (top, left, bottom, right), (layer, r, c)
