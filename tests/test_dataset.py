@@ -90,6 +90,14 @@ def test_top_k_mean_reduction(zoo, digits, acts):
     np.testing.assert_allclose(np.take_along_axis(score, res.indices, 1), values, atol=2e-6)
 
 
+def test_a_probe_without_input_shape_learns_it_from_the_first_batch(zoo, digits, acts):
+    probe = jv.Probe(zoo.model)
+    assert probe.input_shape is None
+    res = top_k(probe, iter([digits[:2500], digits[2500:]]), "dense1", k=3, progress=False)
+    np.testing.assert_array_equal(res.indices, brute_force(acts["dense1"], 3)[1])
+    np.testing.assert_array_equal(res.images(digits, 7), digits[res.indices[7]])
+
+
 def test_ties_go_to_the_lower_image_index_and_k_is_capped(zoo):
     x = np.zeros((6, 28, 28, 1), np.float32)  # identical images: every score ties
     res = top_k(zoo.probe, [x[:4], x[4:]], "dense1", k=9, progress=False)

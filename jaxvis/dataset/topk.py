@@ -43,6 +43,7 @@ Example::
 from __future__ import annotations
 
 import collections
+import itertools
 import math
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -149,6 +150,13 @@ def top_k(
         raise TypeError(f"probe must be a jaxvis.Probe, got {type(probe).__name__}")
     if isinstance(layer, bool) or not isinstance(layer, str):
         raise TypeError(f"layer must be a layer name (str), got {layer!r}")
+    stream = _iter_batches(batches, batch_size)
+    if probe.input_shape is None:  # the first batch tells the probe its image shape
+        first = next(stream, None)
+        if first is None:
+            raise ValueError("batches is empty: expected at least one image")
+        _check_batch(probe, first, 0)
+        stream = itertools.chain([first], stream)
     info = probe.layer(layer)  # unknown names raise with the closest names
     if len(info.shape) not in (1, 3):
         raise ValueError(
@@ -180,7 +188,7 @@ def top_k(
     in_flight: collections.deque = collections.deque()
     bar = _progress_bar(progress, _total_images(batches), f"top-{k} {layer}")
     try:
-        for i, x in enumerate(_iter_batches(batches, batch_size)):
+        for i, x in enumerate(stream):
             x = _check_batch(probe, x, i)
             n = x.shape[0]
             capacity = max(capacity, _round_up(n, n_local))
