@@ -2,7 +2,7 @@
 
 Each measurement runs in a fresh Python process (the device count is fixed when JAX starts;
 peak RSS is per process): ``jv.dataset.top_k`` over the 5,000 MNIST digits of the zoo,
-repeated 1 or 10 times as a stream of batches (the same arrays yielded again, so the input
+repeated 1, 10 or 20 times as a stream of batches (the same arrays yielded again, so the input
 itself takes no extra memory), through ``mnist_cnn``'s layer ``act5``. Printed per run:
 
 * images per second of the timed pass (after a warm-up pass that compiles);
@@ -12,11 +12,13 @@ itself takes no extra memory), through ``mnist_cnn``'s layer ``act5``. Printed p
   (``tracemalloc``: what the pass itself holds, free of the allocator's arenas and caches,
   which make RSS wander by tens of MB from run to run on 2 busy cores).
 
-Then the ratios: 4 forced host devices vs 1 (``XLA_FLAGS=--xla_force_host_platform_device_count=4``
-on the same cores: the sharded step's overhead, not a speed-up, when the cores are shared), and
-50,000 vs 5,000 images for memory, which must stay ~1 (only the running top-k is kept).
+Then the ratios: 4 forced host devices vs 1 on 50,000 images
+(``XLA_FLAGS=--xla_force_host_platform_device_count=4`` on the same cores: the sharded step's
+overhead, not a speed-up, when the cores are shared), and 50,000 and 100,000 vs 5,000 images
+for memory, which must stay ~1: only the running top-k is kept (RSS moves by tens of MB between
+runs as the allocator's arenas warm up).
 
-    .venv/bin/python benchmarks/topk.py [--layer act5] [--batch 500] [--repeats 1 10]
+    .venv/bin/python benchmarks/topk.py [--layer act5] [--batch 500] [--repeats 1 10 20]
 """
 
 from __future__ import annotations
@@ -43,9 +45,12 @@ def worker(devices: int, repeats: int, layer: str, batch: int) -> dict:
     base = np.concatenate([zoo.x_train, zoo.x_test])
     chunks = [base[i : i + batch] for i in range(0, len(base), batch)]
     live_peak = [0]
+    rss_trace: list[float] = []
 
     def stream(n_repeats: int):
-        for _ in range(n_repeats):
+        for r in range(n_repeats):
+            if r % 2 == 0:
+                rss_trace.append(_rss_now_mb())
             for chunk in chunks:
                 live = sum(a.nbytes for a in jax.live_arrays())
                 live_peak[0] = max(live_peak[0], live)
@@ -54,10 +59,12 @@ def worker(devices: int, repeats: int, layer: str, batch: int) -> dict:
     jv.dataset.top_k(zoo.probe, stream(1), layer, k=9, progress=False)  # compile, warm up
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     live_peak[0] = 0
+    rss_trace.clear()
     t0 = time.perf_counter()
     res = jv.dataset.top_k(zoo.probe, stream(repeats), layer, k=9, progress=False)
     seconds = time.perf_counter() - t0
     rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    trace = list(rss_trace)
     tracemalloc.start()
     jv.dataset.top_k(zoo.probe, stream(repeats), layer, k=9, progress=False)
     traced_peak = tracemalloc.get_traced_memory()[1]
@@ -71,7 +78,14 @@ def worker(devices: int, repeats: int, layer: str, batch: int) -> dict:
         "rss_after_mb": rss_after / 1024,
         "live_peak_mb": live_peak[0] / 2**20,
         "traced_peak_mb": traced_peak / 2**20,
+        "rss_trace_mb": trace,
     }
+
+
+def _rss_now_mb() -> float:
+    """The process's current resident set size (Linux ``/proc/self/statm``)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def run(devices: int, repeats: int, layer: str, batch: int) -> dict:
@@ -83,10 +97,12 @@ def run(devices: int, repeats: int, layer: str, batch: int) -> dict:
 
 
 def main() -> None:
+    from jaxvis.dataset.topk import MAX_IN_FLIGHT
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--layer", default="act5")
     parser.add_argument("--batch", type=int, default=500)
-    parser.add_argument("--repeats", type=int, nargs=2, default=(1, 10))
+    parser.add_argument("--repeats", type=int, nargs="+", default=(1, 10, 20))
     a = parser.parse_args()
     mb = a.batch * 28 * 28 * 4 / 2**20
     print(
@@ -107,17 +123,25 @@ def main() -> None:
                 f"{r['rss_after_mb']:>7.0f}MB {r['live_peak_mb']:>12.2f}MB "
                 f"{r['traced_peak_mb']:>13.2f}MB"
             )
-    small, large = a.repeats
-    for devices in (1, 4):
-        s, g = results[devices, small], results[devices, large]
+    small, large = a.repeats[0], a.repeats[1]
+    for devices, big in ((d, b) for d in (1, 4) for b in a.repeats[1:]):
+        s, g = results[devices, small], results[devices, big]
         print(
             f"{devices} device(s): {g['images']:,} vs {s['images']:,} images: peak RSS x"
             f"{g['rss_after_mb'] / s['rss_after_mb']:.3f}, growth during the pass "
             f"{g['rss_after_mb'] - g['rss_before_mb']:+.0f}MB vs "
             f"{s['rss_after_mb'] - s['rss_before_mb']:+.0f}MB, JAX live peak x"
-            f"{g['live_peak_mb'] / s['live_peak_mb']:.3f}, host heap peak x"
-            f"{g['traced_peak_mb'] / s['traced_peak_mb']:.3f}"
+            f"{g['live_peak_mb'] / s['live_peak_mb']:.3f}, host heap peak "
+            f"{s['traced_peak_mb'] / mb:.1f} -> {g['traced_peak_mb'] / mb:.1f} batches"
         )
+    for devices in (1, 4):
+        r = results[devices, a.repeats[-1]]
+        trace = " ".join(f"{v:.0f}" for v in r["rss_trace_mb"])
+        print(f"{devices} device(s), RSS (MB) every 10,000 of {r['images']:,} images: {trace}")
+    print(
+        f"(the host heap holds at most ~{MAX_IN_FLIGHT} steps in flight, each with its padded "
+        "batch until copied, plus the batch being prepared: a bound, not a growth)"
+    )
     one, four = results[1, large], results[4, large]
     ratio = four["images_per_s"] / one["images_per_s"]
     print(f"4 forced host devices vs 1 on the same cores: x{ratio:.2f} images/s")
