@@ -120,6 +120,20 @@ def test_build_gives_an_untrained_model(mnist):
     )
 
 
+def test_build_with_the_training_seed_is_where_training_started(mnist, shapes):
+    # The first layer moves least in training: its trained kernel still resembles its start.
+    for zoo in (mnist, shapes):
+        seed = zoo.meta["config"]["seed"]
+        trained = np.ravel(zoo.model.conv1.kernel[...])
+        start = np.ravel(jv.zoo.build(zoo.name, seed).conv1.kernel[...])
+        other = np.ravel(jv.zoo.build(zoo.name, seed + 1).conv1.kernel[...])
+        np.testing.assert_array_equal(
+            start, jv.zoo.build(zoo.name, nnx.Rngs(seed)).conv1.kernel[...].ravel()
+        )
+        assert np.corrcoef(trained, start)[0, 1] > 0.8
+        assert abs(np.corrcoef(trained, other)[0, 1]) < 0.3
+
+
 @pytest.mark.parametrize(("name", "gain"), [("mnist_cnn", 1.0), ("shapes_cnn", 2.0)])
 def test_build_matches_flax_initialiser_statistics(name, gain):
     model = jv.zoo.build(name, 3)

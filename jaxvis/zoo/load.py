@@ -40,10 +40,12 @@ def _check_name(name: Any) -> str:
     return name
 
 
-def _seed(rngs: nnx.Rngs | int) -> int | list[int]:
-    if isinstance(rngs, nnx.Rngs):
-        return [int(v) for v in np.asarray(jax.random.key_data(rngs.params())).ravel()]
-    return int(rngs)
+def _seed(rngs: nnx.Rngs | int) -> list[int]:
+    """Host seed of ``rngs``; an integer means ``nnx.Rngs(seed)`` (what training starts from)."""
+    if not isinstance(rngs, nnx.Rngs):
+        with jax.ensure_compile_time_eval():  # concrete even under eval_shape or jit
+            return _seed(nnx.Rngs(int(rngs)))
+    return [int(v) for v in np.asarray(jax.random.key_data(rngs.params())).ravel()]
 
 
 def abstract_model(name: str) -> nnx.Module:
@@ -63,7 +65,10 @@ def build(name: str, rngs: nnx.Rngs | int = 0) -> nnx.Module:
 
     The parameters are drawn on the host (:func:`jaxvis.zoo.models.host_init`: the
     distributions of the Flax initialisers), which takes milliseconds where compiling JAX's
-    initialisers takes seconds per layer shape on a CPU. The same seed gives the same model.
+    initialisers takes seconds per layer shape on a CPU. The same seed gives the same model,
+    and ``build(name, seed)`` equals ``build(name, nnx.Rngs(seed))``: the weights that
+    ``python -m jaxvis.zoo.train`` starts from with that seed (``load(name).meta["config"]
+    ["seed"]`` for the shipped ones), so it is "the same network before training".
 
     Example::
 
