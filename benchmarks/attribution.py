@@ -229,89 +229,13 @@ def _closest_maxpool_tie(probe, x: np.ndarray) -> float | None:  # noqa: ANN001
     return best
 
 
-#: Input preprocessing inside a zoo model's ``__call__`` that is not a probe layer (so not
-#: visible in ``probe.layers``): ``ShapesCNN`` centres its input, ``x - 0.5``, before conv1.
-_INPUT_SHIFT = {"shapes_cnn": -0.5}
-
-
 def torch_twin(name: str, probe):  # noqa: ANN001, ANN202
-    """The zoo network rebuilt in PyTorch from the probe's layers and weights.
+    """The zoo network rebuilt in PyTorch from the probe's layers and weights (see
+    ``_torch_nets.torch_twin``; ``shapes_cnn`` centres its input inside the model)."""
+    from _torch_nets import INPUT_SHIFT
+    from _torch_nets import torch_twin as twin
 
-    Flax kernels are HWIO and images NHWC; PyTorch wants OIHW and NCHW, so conv kernels are
-    transposed ``(3, 2, 0, 1)`` and dense kernels ``(in, out)`` transposed; ``Flatten`` moves
-    the channels last before flattening, so the first dense layer sees the NHWC order it was
-    trained on. Max pooling sends the gradient to the first maximum of each window in both.
-    """
-    import torch
-    from torch import nn
-
-    weights = probe.weights()
-    rows = {row["name"]: row for row in probe.summary()}
-    mods: list[nn.Module] = []
-    if _INPUT_SHIFT.get(name):
-        mods.append(_Shift(_INPUT_SHIFT[name]))
-    for layer in probe.layers:
-        w, row = weights.get(layer.name, {}), rows[layer.name]
-        if layer.kind == "Conv":
-            if _pair(row.get("strides", 1)) != (1, 1) or str(row.get("padding")) != "SAME":
-                raise NotImplementedError(f"{layer.name}: only stride-1 'SAME' convolutions")
-            k = torch.tensor(np.ascontiguousarray(np.transpose(w["kernel"], (3, 2, 0, 1))))
-            conv = nn.Conv2d(k.shape[1], k.shape[0], tuple(k.shape[2:]), padding="same")
-            conv.weight.data, conv.bias.data = k, torch.tensor(np.asarray(w["bias"]))
-            mods.append(conv)
-        elif layer.kind == "Linear":
-            kernel = np.asarray(w["kernel"])
-            lin = nn.Linear(*kernel.shape)
-            lin.weight.data = torch.tensor(np.ascontiguousarray(kernel.T))
-            lin.bias.data = torch.tensor(np.asarray(w["bias"]))
-            mods.append(lin)
-        elif layer.kind == "Activation":
-            acts = {"tanh": nn.Tanh, "elu": nn.ELU, "relu": nn.ReLU}
-            if row.get("fn") not in acts:
-                raise NotImplementedError(f"{layer.name}: no PyTorch twin for {row.get('fn')}")
-            mods.append(acts[row["fn"]]())
-        elif layer.kind in ("MaxPool", "AvgPool"):
-            window = _pair(row.get("window_shape", 2))
-            strides = _pair(row.get("strides") or window)
-            if row.get("padding", "VALID") != "VALID":
-                raise NotImplementedError(f"{layer.name}: only 'VALID' pooling")
-            pool = nn.MaxPool2d if layer.kind == "MaxPool" else nn.AvgPool2d
-            mods.append(pool(window, strides))
-        elif layer.kind == "Flatten":
-            mods.append(_NHWCFlatten())
-        elif layer.kind == "GlobalAvgPool":
-            mods.append(nn.AdaptiveAvgPool2d(1))
-            mods.append(nn.Flatten())
-        else:
-            raise NotImplementedError(f"no PyTorch twin for layer kind {layer.kind!r}")
-    return nn.Sequential(*mods).eval()
-
-
-def _pair(v) -> tuple[int, int]:  # noqa: ANN001
-    return (int(v), int(v)) if np.ndim(v) == 0 else tuple(int(a) for a in v)
-
-
-try:
-    import torch as _torch
-
-    class _NHWCFlatten(_torch.nn.Module):
-        """Flatten in NHWC order, as the JAX model does."""
-
-        def forward(self, x):  # noqa: ANN001, ANN201
-            return x.permute(0, 2, 3, 1).reshape(x.shape[0], -1)
-
-    class _Shift(_torch.nn.Module):
-        """Add a constant to the input (the zoo's in-model input centring)."""
-
-        def __init__(self, shift: float) -> None:
-            super().__init__()
-            self.shift = float(shift)
-
-        def forward(self, x):  # noqa: ANN001, ANN201
-            return x + self.shift
-
-except ImportError:  # pragma: no cover - torch is optional
-    _NHWCFlatten = _Shift = None  # type: ignore[assignment,misc]
+    return twin(probe, INPUT_SHIFT.get(name, 0.0))
 
 
 def main() -> None:
