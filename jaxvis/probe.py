@@ -271,7 +271,11 @@ class Probe:
                 f"{name} has the wrong {what}: expected (N, "
                 f"{', '.join(map(str, self.input_shape))}), got shape {tuple(x.shape)}"
             )
-        if not isinstance(x, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(x))):
+        if isinstance(x, np.ndarray):  # on the host: no device round trip for a small batch
+            finite = bool(np.isfinite(x).all())
+        else:
+            finite = isinstance(x, jax.core.Tracer) or bool(jnp.all(jnp.isfinite(x)))
+        if not finite:
             raise ValueError(f"{name} contains NaN or inf values: expected finite pixel values")
         return x
 

@@ -51,10 +51,13 @@ def count_trace(name: str) -> None:
     _TRACES[name] += 1
 
 
-def cached_jit(probe: Any, key: Hashable, build: Callable[[], Callable]) -> Callable:
+def cached_jit(
+    probe: Any, key: Hashable, build: Callable[[], Callable], draws: bool = False
+) -> Callable:
     """``jax.jit(build())``, built once per probe and ``key``, traced under
-    ``fast_convolutions()`` (the choice of convolution is made when the function is traced)
-    and run with :func:`jaxvis._rng.fast_draws` (SmoothGrad's noise compiles quickly)."""
+    ``fast_convolutions()`` (the choice of convolution is made when the function is traced).
+    With ``draws`` (a function drawing random numbers, as SmoothGrad's noise) it runs under
+    :func:`jaxvis._rng.fast_draws`, which compiles them quickly but costs ~0.2 ms per call."""
     table = _CACHE.setdefault(probe, {})
     if key not in table:
         fn = build()
@@ -64,7 +67,7 @@ def cached_jit(probe: Any, key: Hashable, build: Callable[[], Callable]) -> Call
             with fast_convolutions():
                 return fn(*args, **kwargs)
 
-        table[key] = fast_draws(jax.jit(traced))
+        table[key] = fast_draws(jax.jit(traced)) if draws else jax.jit(traced)
     return table[key]
 
 

@@ -266,7 +266,7 @@ def smoothgrad(
 
         return kernel
 
-    run = cached_jit(probe, key, build)
+    run = cached_jit(probe, key, build, draws=True)
     lo, hi = probe.input_range
     weight = jnp.full((samples,), 1.0 / samples, jnp.float32)
     params = probe.params if params is None else params
