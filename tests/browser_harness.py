@@ -385,6 +385,36 @@ def run_all(page, timeout: float = 600.0) -> tuple[float, list[dict]]:
     return seconds, errors
 
 
+@contextlib.contextmanager
+def notebook_page(
+    notebook: Path, selectors: list[str], error_shot: str, timeout: float = 900.0
+) -> Iterator:
+    """A Chromium page with ``notebook`` open in a fresh JupyterLab, Run All done and every
+    one of ``selectors`` on the page; the shared setup of the per-notebook browser tests.
+
+    Fails the calling test when the browser cannot run here, the notebook is missing or a cell
+    raises (with the cell errors and a screenshot named ``error_shot``).
+    """
+    import pytest
+
+    reason = browser_unavailable_reason()
+    if reason:
+        pytest.fail(f"browser tests cannot run: {reason}")
+    if not notebook.exists():
+        pytest.fail(f"{notebook} is missing")
+    with JupyterLab([notebook], env=fast_env()) as lab, chromium() as ctx:
+        page = ctx.new_page()
+        open_notebook(page, lab, notebook.name)
+        seconds, errors = run_all(page, timeout=timeout)
+        print(f"{notebook.name}: Run All took {seconds:.1f}s")
+        if errors:
+            screenshot(page, error_shot)
+            pytest.fail(f"{notebook.name} raised:\n{format_cell_errors(errors)}", pytrace=False)
+        wait_for_selectors(page, selectors)
+        yield page
+        page.close()
+
+
 def format_cell_errors(errors: list[dict]) -> str:
     return "\n\n".join(
         f"cell {e['cell']}: {e['ename']}: {e['evalue']}\n--- source ---\n{e['source']}\n"

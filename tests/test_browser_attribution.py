@@ -3,8 +3,6 @@ headless Chromium, Run All, change the class, move alpha, watch the overlay upda
 
 from __future__ import annotations
 
-import os
-
 import browser_harness as bh
 import pytest
 
@@ -17,24 +15,10 @@ OVERLAY = f"{ROOT} img.jv-attr-image"
 
 @pytest.fixture(scope="module")
 def page():
-    reason = bh.browser_unavailable_reason()
-    if reason:
-        if os.geteuid() == 0:  # CI runs as root and must run these
-            pytest.fail(f"browser tests cannot run: {reason}")
-        pytest.skip(reason)
-    with bh.JupyterLab([NB], env=bh.fast_env()) as lab, bh.chromium() as ctx:
-        pg = ctx.new_page()
-        bh.open_notebook(pg, lab, NB.name)
-        seconds, errors = bh.run_all(pg, timeout=900)
-        print(f"{NB.name}: Run All took {seconds:.1f}s")
-        if errors:
-            bh.screenshot(pg, "attribution-error")
-            pytest.fail(f"{NB.name} raised:\n{bh.format_cell_errors(errors)}", pytrace=False)
-        bh.wait_for_selectors(pg, [ROOT], timeout=120)
+    with bh.notebook_page(NB, [ROOT], "attribution-error") as pg:
         pg.locator(ROOT).first.scroll_into_view_if_needed()
         bh.wait_for_images_loaded(pg, OVERLAY)
         yield pg
-        pg.close()
 
 
 def _src(page) -> str:

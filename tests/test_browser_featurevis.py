@@ -30,22 +30,9 @@ _JS_WATCH = """sel => {
 
 @pytest.fixture(scope="module")
 def page():
-    reason = bh.browser_unavailable_reason()
-    if reason:
-        pytest.fail(f"browser tests cannot run: {reason}")
-    if not NB.exists():
-        pytest.fail(f"{NB} is missing")
-    with bh.JupyterLab([NB], env=bh.fast_env()) as lab, bh.chromium() as ctx:
-        pg = ctx.new_page()
-        bh.open_notebook(pg, lab, NB.name)
-        seconds, errors = bh.run_all(pg, timeout=900)
-        print(f"Run All took {seconds:.1f}s")
-        if errors:
-            bh.screenshot(pg, "featurevis-error")
-            pytest.fail(bh.format_cell_errors(errors), pytrace=False)
-        bh.wait_for_selectors(pg, [FV, PREVIEW, f"{FV} .jv-fv-run", f"{FV} .jv-fv-stop"])
+    selectors = [FV, PREVIEW, f"{FV} .jv-fv-run", f"{FV} .jv-fv-stop"]
+    with bh.notebook_page(NB, selectors, "featurevis-error") as pg:
         yield pg
-        pg.close()
 
 
 def test_featurevis_preview_changes_while_running_and_stop_ends_it(page):

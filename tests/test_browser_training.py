@@ -30,23 +30,10 @@ _JS_WATCH = """sel => {
 
 @pytest.fixture(scope="module")
 def page():
-    reason = bh.browser_unavailable_reason()
-    if reason:
-        pytest.fail(f"browser tests cannot run: {reason}")
-    if not NB.exists():
-        pytest.fail(f"{NB} is missing")
-    with bh.JupyterLab([NB], env=bh.fast_env()) as lab, bh.chromium() as ctx:
-        pg = ctx.new_page()
-        bh.open_notebook(pg, lab, NB.name)
-        seconds, errors = bh.run_all(pg, timeout=900)
-        print(f"Run All took {seconds:.1f}s")
-        if errors:
-            bh.screenshot(pg, "training-replay-error")
-            pytest.fail(bh.format_cell_errors(errors), pytrace=False)
-        bh.wait_for_selectors(pg, [TR, FRAME, f"{TR} .jv-tr-play", f"{TR} .jv-tr-readout"])
+    selectors = [TR, FRAME, f"{TR} .jv-tr-play", f"{TR} .jv-tr-readout"]
+    with bh.notebook_page(NB, selectors, "training-replay-error") as pg:
         bh.wait_for_images_loaded(pg, f"{TR} img.jv-tr-frame")
         yield pg
-        pg.close()
 
 
 def _readout(page) -> str:

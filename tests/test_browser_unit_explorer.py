@@ -20,22 +20,10 @@ CHANGING = ["jv-ue-fv", "jv-ue-top", "jv-ue-patches", "jv-ue-activation"]
 
 @pytest.fixture(scope="module")
 def page():
-    reason = bh.browser_unavailable_reason()
-    if reason:
-        pytest.fail(f"browser tests cannot run: {reason}")
-    if not NB.exists():
-        pytest.fail(f"{NB} is missing")
-    with bh.JupyterLab([NB], env=bh.fast_env()) as lab, bh.chromium() as ctx:
-        pg = ctx.new_page()
-        bh.open_notebook(pg, lab, NB.name)
-        seconds, errors = bh.run_all(pg, timeout=900)
-        print(f"Run All took {seconds:.1f}s")
-        if errors:
-            bh.screenshot(pg, "unit-explorer-error")
-            pytest.fail(bh.format_cell_errors(errors), pytrace=False)
-        bh.wait_for_selectors(pg, [UE] + [f"{UE} img.{p}" for p in PANELS])
+    with bh.notebook_page(
+        NB, [UE] + [f"{UE} img.{p}" for p in PANELS], "unit-explorer-error"
+    ) as pg:
         yield pg
-        pg.close()
 
 
 def _srcs(page) -> dict[str, str]:

@@ -17,6 +17,7 @@ scatter-add (``jax.grad`` of the plain sampler) up to float rounding; tests chec
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -103,7 +104,8 @@ def warp(image: jax.Array, m: jax.Array, b: jax.Array, reach: float) -> jax.Arra
     return _warp(reach)(image, m, b)
 
 
-def _warp(reach: float):  # noqa: ANN202 - a custom_vjp function per static reach
+def _warp(reach: float) -> Callable[[jax.Array, jax.Array, jax.Array], jax.Array]:
+    """The custom-VJP sampler for one static ``reach`` (built once, then cached)."""
     if reach not in _WARPS:
 
         @jax.custom_vjp
@@ -122,4 +124,4 @@ def _warp(reach: float):  # noqa: ANN202 - a custom_vjp function per static reac
     return _WARPS[reach]
 
 
-_WARPS: dict[float, object] = {}
+_WARPS: dict[float, Callable[[jax.Array, jax.Array, jax.Array], jax.Array]] = {}

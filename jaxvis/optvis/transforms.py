@@ -91,7 +91,7 @@ class jitter(Transform):  # noqa: N801
             return image
         h, w, _ = image.shape
         padded = jnp.pad(image, ((self.d, self.d), (self.d, self.d), (0, 0)), mode="reflect")
-        oy, ox = jnp.minimum(jnp.floor(u * (2 * self.d + 1)), 2 * self.d).astype(jnp.int32)
+        oy, ox = (_shift(u, self.d) + self.d).astype(jnp.int32)
         # Shifts as one-hot matrix products: cheaper to compile and differentiate than a
         # batched dynamic slice (a gather/scatter pair under vmap).
         sy = _selection(h, h + 2 * self.d, oy)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
+from jaxvis._files import atomic_write
 from jaxvis.render._checks import as_numeric, check_int
 from jaxvis.render.norm import to_uint8
 
@@ -39,22 +39,6 @@ def png_bytes(img_uint8: Any, *, compress_level: int = 1) -> bytes:
     buf = io.BytesIO()
     _pil_image(arr, "img_uint8").save(buf, format="PNG", compress_level=compress_level)
     return buf.getvalue()
-
-
-def _atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write to a temporary file beside ``path``, then rename it over ``path``."""
-    target = os.fspath(path)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(target) or ".", prefix=".tmp-", suffix=".gif")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def write_gif(
@@ -107,5 +91,5 @@ def write_gif(
     )
     data = buf.getvalue()
     if path is not None:
-        _atomic_write(path, data)
+        atomic_write(path, lambda f: f.write(data))
     return data

@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
+
+from jaxvis._files import atomic_write
 
 __all__ = ["STATS", "TB_PERCENTILES", "Recording"]
 
@@ -183,17 +184,7 @@ class Recording:
         arrays = self._arrays()
         header = json.dumps(self._header()).encode()
         arrays["header"] = np.frombuffer(header, np.uint8)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                _write_npz(f, arrays)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        atomic_write(target, lambda f: _write_npz(f, arrays))
         return target
 
     @classmethod
