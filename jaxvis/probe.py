@@ -24,6 +24,7 @@ from jaxvis._capture import (
     nnx_module_outputs,
     tap,
 )
+from jaxvis._xla import jit
 
 __all__ = ["Layer", "Probe", "tap"]
 
@@ -168,7 +169,7 @@ class Probe:
             def run(params: Any, x: jax.Array) -> tuple[Any, dict[str, jax.Array]]:
                 return self.apply(params, x, wanted, truncate)
 
-            self._jitted[key] = jax.jit(run)
+            self._jitted[key] = jit(run)
         return self._jitted[key]
 
     def __call__(self, x: Any) -> jax.Array:

@@ -96,7 +96,9 @@ def test_shapes_probe_layers(shapes):
     assert rows["gap"]["kind"] == "GlobalAvgPool"
     assert shapes.probe.layer("gap").shape == (len(SHAPE_NAMES),)
     logits = shapes.probe(shapes.x_test[:4])
-    np.testing.assert_allclose(logits, shapes.model(jnp.asarray(shapes.x_test[:4])), rtol=1e-5)
+    direct = np.asarray(shapes.model(jnp.asarray(shapes.x_test[:4])))
+    # jitted vs eager convolutions: float32 rounding, relative to the largest logit
+    np.testing.assert_allclose(logits, direct, rtol=1e-5, atol=1e-6 * np.abs(direct).max())
 
 
 def test_meta_records_accuracy(mnist, shapes):

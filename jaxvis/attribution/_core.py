@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxvis._rng import fast_draws
+from jaxvis._xla import jit
 from jaxvis.fast_conv import fast_convolutions
 
 _CACHE: weakref.WeakKeyDictionary[Any, dict[Hashable, Callable]] = weakref.WeakKeyDictionary()
@@ -54,7 +55,7 @@ def count_trace(name: str) -> None:
 def cached_jit(
     probe: Any, key: Hashable, build: Callable[[], Callable], draws: bool = False
 ) -> Callable:
-    """``jax.jit(build())``, built once per probe and ``key``, traced under
+    """``jit(build())`` (:func:`jaxvis._xla.jit`), built once per probe and ``key``, traced under
     ``fast_convolutions()`` (the choice of convolution is made when the function is traced).
     With ``draws`` (a function drawing random numbers, as SmoothGrad's noise) it runs under
     :func:`jaxvis._rng.fast_draws`, which compiles them quickly but costs ~0.2 ms per call."""
@@ -67,7 +68,7 @@ def cached_jit(
             with fast_convolutions():
                 return fn(*args, **kwargs)
 
-        table[key] = fast_draws(jax.jit(traced)) if draws else jax.jit(traced)
+        table[key] = fast_draws(jit(traced)) if draws else jit(traced)
     return table[key]
 
 

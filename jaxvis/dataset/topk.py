@@ -56,6 +56,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from jaxvis._xla import jit
 from jaxvis.probe import Probe
 
 __all__ = ["REDUCTIONS", "TopK", "top_k"]
@@ -277,7 +278,7 @@ def _step(probe: Probe, layer: str, k: int, reduce: str, mesh: Mesh) -> Callable
         out_specs=(P(), P(), P(), P(), P()),
         check_vma=False,  # replicated by construction: every device merges the same gathers
     )
-    cache[key] = jax.jit(sharded, donate_argnums=(3, 4, 5, 6))
+    cache[key] = jit(sharded, donate_argnums=(3, 4, 5, 6))
     return cache[key]
 
 

@@ -37,6 +37,7 @@ import numpy as np
 import optax
 
 from jaxvis import _rng
+from jaxvis._xla import jit
 from jaxvis.fast_conv import fast_convolutions
 from jaxvis.optvis import objectives as _obj
 from jaxvis.optvis.param import ImageParam, as_param
@@ -328,11 +329,11 @@ def _build(
         return hp["obj"](acts, out)
 
     return _Compiled(
-        init=_rng.fast_draws(jax.jit(init)),
-        step=_rng.fast_draws(jax.jit(step)),
-        scan=_rng.fast_draws(jax.jit(scan, static_argnums=6)),
-        images=jax.jit(lambda p: ip.to_image(p, shape)),
-        evaluate=jax.jit(evaluate),
+        init=_rng.fast_draws(jit(init)),
+        step=_rng.fast_draws(jit(step)),
+        scan=_rng.fast_draws(jit(scan, static_argnums=6)),
+        images=jit(lambda p: ip.to_image(p, shape)),
+        evaluate=jit(evaluate),
     )
 
 

@@ -43,6 +43,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxvis._xla import jit
 from jaxvis.probe import Probe
 from jaxvis.training._models import is_nnx_module, make_probe, params_for, weight_arrays
 from jaxvis.training.recording import STATS, Recording, npz_overhead
@@ -400,7 +401,7 @@ class Recorder:
                 out["hists"], out["stats"] = jnp.stack(hists), jnp.stack(stats)
             return out
 
-        return jax.jit(step_fn)
+        return jit(step_fn)
 
     def flush(self) -> None:
         """Wait for the pending recorded steps and copy them to host memory (``record`` does
