@@ -101,7 +101,7 @@ def test_stack_same_and_mixed():
     [(pixel(), (28, 28, 1)), (fourier(), (32, 32, 3)), (fourier(squash="clip"), (15, 9, 2))],
 )
 def test_params_make_images_in_unit_range(p, shape):
-    params, to_image = p.make(jax.random.key(0), 2, shape)
+    params, to_image = p.make(0, 2, shape)
     img = jax.jit(to_image)(params)
     assert img.shape == (2, *shape)
     assert float(img.min()) >= 0.0 and float(img.max()) <= 1.0
@@ -109,10 +109,23 @@ def test_params_make_images_in_unit_range(p, shape):
 
 def test_fourier_spectrum_is_one_over_f():
     p = fourier(decorrelate=False)
-    params = p.init(jax.random.key(0), 64, (32, 32, 1))
+    params = p.init(0, 64, (32, 32, 1))
     img = jax.jit(lambda q: jax.scipy.special.logit(p.to_image(q, (32, 32, 1))))(params)[..., 0]
     power = np.abs(np.fft.rfft2(np.asarray(img))).mean(axis=0)
     assert power[1, 1] > 3 * power[12, 12]  # low frequencies dominate
+
+
+@pytest.mark.parametrize("p", [pixel(), fourier()])
+def test_initial_params_of_an_image_do_not_depend_on_the_batch(p):
+    one = p.init(3, 1, (16, 12, 3))
+    four = p.init(3, 4, (16, 12, 3))
+    batch_axis = 0 if p.kind == "pixel" else 1
+    np.testing.assert_array_equal(np.take(four, [0], axis=batch_axis), one)
+    assert not np.array_equal(np.take(four, [1], axis=batch_axis), one)  # other images differ
+    assert not np.array_equal(p.init(4, 1, (16, 12, 3)), one)  # other seeds differ
+    assert abs(float(np.std(four)) - p.sd) < 0.1 * p.sd
+    with pytest.raises(TypeError, match="seed"):
+        p.init(jax.random.key(0), 1, (16, 12, 3))
 
 
 # ------------------------------------------------------------------ transforms

@@ -1,6 +1,6 @@
 """Image parameterisations: how the optimised numbers become an image.
 
-A parameterisation is a small frozen (hashable) description. ``make(key, n, shape)`` returns
+A parameterisation is a small frozen (hashable) description. ``make(seed, n, shape)`` returns
 the pair ``(params, to_image)``: ``params`` is the pytree the optimiser changes and
 ``to_image(params)`` gives ``(N, H, W, C)`` images in ``[0, 1]``. Any channel count works
 (grayscale MNIST included); colour decorrelation applies to 3-channel images only.
@@ -12,8 +12,12 @@ the pair ``(params, to_image)``: ``params`` is the pytree the optimiser changes 
 
 Example::
 
-    params, to_image = fourier().make(jax.random.key(0), 4, (28, 28, 1))
+    params, to_image = fourier().make(0, 4, (28, 28, 1))
     to_image(params).shape        # (4, 28, 28, 1), values in [0, 1]
+
+Initial parameters are drawn on the host, image ``i`` from ``numpy.random.default_rng((seed,
+i))``: no random-number program to compile (a first render call is ~0.2 s shorter on a CPU),
+and an image starts from the same numbers whatever the batch it is rendered in.
 """
 
 from __future__ import annotations
@@ -59,13 +63,22 @@ class ImageParam:
         if self.squash not in ("sigmoid", "clip"):
             raise ValueError(f"squash must be 'sigmoid' or 'clip', got {self.squash!r}")
 
-    def init(self, key: jax.Array, n: int, shape: tuple[int, int, int]) -> jax.Array:
-        """Random initial parameters for ``n`` images of ``shape`` (H, W, C)."""
+    def init(self, seed: int, n: int, shape: tuple[int, int, int]) -> np.ndarray:
+        """Random initial parameters for ``n`` images of ``shape`` (H, W, C), drawn on the
+        host: image ``i`` from ``numpy.random.default_rng((seed, i))``."""
+        if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
+            raise TypeError(f"seed must be an integer, got {seed!r}")
+        if seed < 0:
+            raise ValueError(f"seed must be >= 0, got {seed}")
         h, w, c = shape
         if self.kind == "pixel":
-            return self.sd * jax.random.normal(key, (n, h, w, c), jnp.float32)
-        fh, fw = _freqs(h, w).shape
-        return self.sd * jax.random.normal(key, (2, n, c, fh, fw), jnp.float32)
+            one, axis = (h, w, c), 0
+        else:
+            one, axis = (2, c, *_freqs(h, w).shape), 1
+        draws = [
+            np.random.default_rng((int(seed), i)).standard_normal(one, np.float32) for i in range(n)
+        ]
+        return (self.sd * np.stack(draws, axis=axis)).astype(np.float32)
 
     def to_image(self, params: jax.Array, shape: tuple[int, int, int]) -> jax.Array:
         """Images ``(N, H, W, C)`` in ``[0, 1]`` for ``params``."""
@@ -85,16 +98,16 @@ class ImageParam:
         return jnp.clip(t + 0.5, 0.0, 1.0)
 
     def make(
-        self, key: jax.Array, n: int, shape: tuple[int, int, int]
-    ) -> tuple[jax.Array, Callable[[jax.Array], jax.Array]]:
+        self, seed: int, n: int, shape: tuple[int, int, int]
+    ) -> tuple[np.ndarray, Callable[[jax.Array], jax.Array]]:
         """``(params, to_image)`` for ``n`` images of ``shape``.
 
         Example::
 
-            params, to_image = pixel().make(jax.random.key(0), 1, (28, 28, 1))
+            params, to_image = pixel().make(0, 1, (28, 28, 1))
         """
         shape = tuple(int(s) for s in shape)  # type: ignore[assignment]
-        return self.init(key, n, shape), partial(self.to_image, shape=shape)
+        return self.init(seed, n, shape), partial(self.to_image, shape=shape)
 
     @property
     def on_pixels(self) -> bool:
