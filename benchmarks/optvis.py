@@ -142,6 +142,7 @@ def _median_ms(fn, *args, reps: int = 15) -> float:  # noqa: ANN001
 def _ceiling(probe: jv.Probe, layer: str, c: int, seq_step_s: float) -> None:
     """The model's own forward + input gradient per image, at batch 1 and batch ``c``: the
     part of a step that batching cannot shrink unless the convolutions run faster batched."""
+    from jaxvis._xla import jit  # the compiler options render's own programs use
     from jaxvis.fast_conv import fast_convolutions
 
     def value(x: jax.Array, params: object) -> jax.Array:
@@ -149,7 +150,7 @@ def _ceiling(probe: jv.Probe, layer: str, c: int, seq_step_s: float) -> None:
             _, acts = probe.apply(params, x, frozenset({layer}), truncate=True)
         return acts[layer].mean()
 
-    grad = jax.jit(jax.grad(value))
+    grad = jit(jax.grad(value))
     per_image = {}
     for n in (1, c):
         x = jax.random.uniform(jax.random.key(0), (n, *probe.input_shape))
@@ -164,6 +165,7 @@ def _ceiling(probe: jv.Probe, layer: str, c: int, seq_step_s: float) -> None:
 
 
 def _transforms(shape: tuple[int, ...], n: int) -> None:
+    from jaxvis._xla import jit  # the compiler options render's own programs use
     from jaxvis.optvis import transforms as T
 
     h = shape[0]
@@ -176,9 +178,9 @@ def _transforms(shape: tuple[int, ...], n: int) -> None:
     x = jax.random.uniform(key, (n, *shape))
     g = jax.random.normal(key, x.shape)
     chain_ms = _median_ms(
-        jax.jit(jax.grad(lambda z: (T.center_crop(chain(key, z), (h, h)) * g).sum())), x
+        jit(jax.grad(lambda z: (T.center_crop(chain(key, z), (h, h)) * g).sum())), x
     )
-    fused_ms = _median_ms(jax.jit(jax.grad(lambda z: (fused(key, z) * g).sum())), x)
+    fused_ms = _median_ms(jit(jax.grad(lambda z: (fused(key, z) * g).sum())), x)
     print(
         f"Lucid transforms, value + gradient for {n} images: chain of separate transforms "
         f"{chain_ms:6.2f} ms, one resampling (render's) {fused_ms:6.2f} ms -> "
