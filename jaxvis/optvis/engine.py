@@ -142,7 +142,8 @@ def render(
         objective: an :class:`~jaxvis.optvis.objectives.Objective`, a ``"layer:ch"`` string
             (``"conv3:*"`` for every channel) or a list of them (one image each).
         steps: optimisation steps (> 0).
-        seed: random seed (traced: a new seed does not compile again).
+        seed: random seed (traced: a new seed does not compile again). Image ``i`` starts
+            from the same noise in any batch (see :mod:`jaxvis.optvis.param`).
         preset: ``"lucid"`` (default) or ``"yosinski1"``..``"yosinski4"``; explicit
             ``param``/``transforms``/``regularizers``/``lr`` override it.
         param: ``"pixel"``, ``"fourier"`` or an :class:`~jaxvis.optvis.param.ImageParam`.
