@@ -39,7 +39,7 @@ class Attribution:
     values: jax.Array
     delta: jax.Array | None
     method: str
-    target: np.ndarray | jax.Array | None = None
+    target: np.ndarray | None = None
     score: jax.Array | None = None
     baseline_score: jax.Array | None = None
     settings: dict[str, Any] = field(default_factory=dict)
