@@ -25,6 +25,7 @@ from jaxvis._capture import (
     tap,
 )
 from jaxvis._xla import jit
+from jaxvis.layout import LayerLayout, check_token_grid, layout_of
 
 __all__ = ["Layer", "Probe", "tap"]
 
@@ -61,6 +62,8 @@ class Probe:
         input_range: the ``(lo, hi)`` range of the model's input pixels.
         class_names: names of the output classes, for widgets and reports.
         call_kwargs: extra keyword arguments for every model call (e.g. ``{"train": False}``).
+        token_grid: ``(rows, cols)`` of the patch grid of a token model (a ViT); inferred from
+            the token count and the input's aspect ratio when None (see :mod:`jaxvis.layout`).
 
     Example::
 
@@ -77,11 +80,13 @@ class Probe:
         input_range: tuple[float, float] = (0.0, 1.0),
         class_names: Sequence[str] | None = None,
         call_kwargs: dict[str, Any] | None = None,
+        token_grid: Sequence[int] | None = None,
     ) -> None:
         self._adapter = _make_adapter(model, variables, dict(call_kwargs or {}))
         self.input_range = _check_range(input_range)
         self.class_names = tuple(class_names) if class_names is not None else None
         self.input_shape = _check_input_shape(input_shape) if input_shape is not None else None
+        self.token_grid = check_token_grid(token_grid)
         self._layers: tuple[Layer, ...] | None = None
         self._infos: dict[str, LayerInfo] = {}
         self._jitted: dict[tuple[frozenset[str] | None, bool], Callable] = {}
@@ -119,6 +124,11 @@ class Probe:
         """The layer called ``name``; unknown names raise with the closest names suggested."""
         self._check_layer_names([name])
         return next(layer for layer in self.layers if layer.name == name)
+
+    def layout(self, name: str) -> LayerLayout:
+        """How layer ``name`` is laid out (spatial, vector, tokens over a grid, attention)."""
+        layer = self.layer(name)
+        return layout_of(layer.shape, self.input_shape, self.token_grid, layer.kind)
 
     def _discover(self) -> None:
         spec = jax.ShapeDtypeStruct((1, *self.input_shape), jnp.float32)
