@@ -290,12 +290,18 @@ def test_attention_weights_are_softmax_of_scaled_query_key(name: str) -> None:
 # ---------------------------------------------------------------------- what jaxvis must do
 
 
+def _host(value: Any) -> np.ndarray:
+    if isinstance(value, jax.Array) and jax.dtypes.issubdtype(value.dtype, jax.dtypes.prng_key):
+        value = jax.random.key_data(value)  # dropout's RNG key: compare its bits
+    return np.asarray(value)
+
+
 def _user_state(f: Fixture) -> list[np.ndarray]:
     """Everything about the user's model that probing must leave as it was."""
     if f.variables is not None:
         return [np.asarray(v) for v in jax.tree_util.tree_leaves(f.variables)]
     if isinstance(f.model, nnx.Module):
-        state = [np.asarray(v.get_value()) for _, v in nnx.iter_graph(f.model)
+        state = [_host(v.get_value()) for _, v in nnx.iter_graph(f.model)
                  if isinstance(v, nnx.Variable)]  # fmt: skip
         modes = [np.asarray(bool(getattr(m, "deterministic", False)))
                  for _, m in nnx.iter_modules(f.model)]  # fmt: skip
