@@ -28,6 +28,7 @@ from fixtures import (
     Fixture,
     make_linen_resnet,
     make_linen_vit,
+    make_nnx_vit,
 )
 from flax import linen as nn
 from flax import nnx, traverse_util
@@ -359,11 +360,13 @@ def test_probe_matches_reference_eqx_cnn(name: str) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("arch", ["resnet18", "resnet50", "vit_s16"])
+@pytest.mark.parametrize("arch", ["resnet18", "resnet50", "vit_s16", "nnx_vit_s16"])
 def test_full_size_models_at_224(arch: str) -> None:
-    """ResNet-18/50 (Flax example) and ViT-S/16 (vision_transformer) at 224x224, 1000 classes."""
-    if arch == "vit_s16":
-        f = make_linen_vit(
+    """ResNet-18/50 (Flax example), ViT-S/16 (vision_transformer; jimm-style NNX, 12 blocks
+    stacked and scanned) at 224x224 with 1000 classes: logits and true parameter counts."""
+    if arch in ("vit_s16", "nnx_vit_s16"):
+        make = make_linen_vit if arch == "vit_s16" else make_nnx_vit
+        f = make(
             224, patch_size=16, hidden_size=384, num_layers=12, num_heads=6, mlp_dim=1536,
             num_classes=1000,
         )  # fmt: skip
