@@ -288,6 +288,18 @@ def test_attention_weights_are_softmax_of_scaled_query_key(name: str) -> None:
         assert_close(w, flax_w, f"{name} {layer} weights")
 
 
+def test_reference_is_differentiable_for_brute_force_receptive_fields() -> None:
+    """The input-gradient support of a ``conv_init`` unit is its 7x7 stride-2 window."""
+    f = fixture("linen_resnet")
+    x = jnp.asarray(f.sample(1))
+
+    def unit(x: jax.Array) -> jax.Array:
+        return f.reference(x)["conv_init"][0, 4, 4, 0]
+
+    support = np.argwhere(np.abs(np.asarray(jax.grad(unit)(x)))[0].sum(-1) > 0)
+    assert support.min(0).tolist() == [5, 5] and support.max(0).tolist() == [11, 11]
+
+
 # ---------------------------------------------------------------------- what jaxvis must do
 
 
