@@ -41,7 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
-from jaxvis.zoo.architectures import ResNet, VisionTransformer, architecture
+from jaxvis.zoo.architectures import ARCHITECTURES, ResNet, VisionTransformer, architecture
 
 __all__ = ["LoadedCheckpoint", "load_checkpoint"]
 
@@ -101,12 +101,14 @@ def load_checkpoint(
         tensors = _normalise_npz(tensors, layout)
     module = arch if isinstance(arch, nn.Module) else _build(arch, family, layout, tensors)
     sources = _sources(module, layout)
-    _check_keys(tensors, sources, layout)
+    _check_keys(tensors, sources, layout, module)
     flat = {}
     mismatched = []
     for path, (src, expected) in sources.items():
         array = tensors[src.key]
         if tuple(array.shape) != src.shape:
+            if any(line.startswith(f"{src.key}:") for line in mismatched):
+                continue  # timm's qkv feeds query, key and value
             mismatched.append(
                 f"{src.key}: checkpoint {tuple(array.shape)}, model expects {src.shape} "
                 f"(Flax {'/'.join(path)} {expected})"
@@ -115,8 +117,9 @@ def load_checkpoint(
         flat[path] = src.convert(array)
     if mismatched:
         raise ValueError(
-            f"checkpoint shapes do not match {_describe(module)} ({layout} layout), "
-            f"{len(mismatched)} mismatched:\n  " + "\n  ".join(mismatched[:_SHOWN])
+            f"checkpoint shapes do not match {_describe(module)} ({layout} layout)"
+            f"{_hint(tensors, module)}: {len(mismatched)} mismatched:\n  "
+            + "\n  ".join(mismatched[:_SHOWN])
         )
     return LoadedCheckpoint(module, _unflatten(flat))
 
@@ -291,12 +294,25 @@ def _build(name: str, family: str, layout: str, tensors: Mapping[str, np.ndarray
 
 
 def _sources(module: nn.Module, layout: str) -> dict[tuple[str, ...], tuple[_Source, tuple]]:
-    """For every leaf of ``module``'s variables: its source in the checkpoint."""
+    """For every leaf of ``module``'s variables, in the order the model creates them (a
+    module's statistics after its parameters, as in a ``state_dict``): its source in the
+    checkpoint. Shapes come from ``jax.eval_shape``: nothing is allocated or compiled."""
     side = getattr(module, "image_size", 32)
-    shapes = jax.eval_shape(module.init, jax.random.key(0), jnp.zeros((1, side, side, 3)))
+    paths: list[tuple[str, ...]] = []
+
+    def init(key: jax.Array, x: jax.Array) -> list[jax.Array]:
+        flat = _flatten(module.init(key, x))  # inside the trace dicts keep creation order
+        paths.extend(flat)
+        return list(flat.values())
+
+    shapes = jax.eval_shape(init, jax.random.key(0), jnp.zeros((1, side, side, 3)))
+    rank = {}
+    for path in paths:
+        rank.setdefault(path[1:-1], len(rank))
+    order = sorted(range(len(paths)), key=lambda i: (rank[paths[i][1:-1]], paths[i][0] != "params"))
     return {
-        path: (_sources_of_leaf(module, layout, path, shape), shape)
-        for path, shape in _flatten(shapes).items()
+        paths[i]: (_sources_of_leaf(module, layout, paths[i], shapes[i].shape), shapes[i].shape)
+        for i in order
     }
 
 
@@ -440,7 +456,10 @@ def _ignored(key: str) -> bool:
 
 
 def _check_keys(
-    tensors: Mapping[str, np.ndarray], sources: Mapping[tuple, tuple[_Source, tuple]], layout: str
+    tensors: Mapping[str, np.ndarray],
+    sources: Mapping[tuple, tuple[_Source, tuple]],
+    layout: str,
+    module: nn.Module,
 ) -> None:
     wanted = list(dict.fromkeys(src.key for src, _ in sources.values()))
     missing = [k for k in wanted if k not in tensors]
@@ -448,7 +467,10 @@ def _check_keys(
     unexpected = [k for k in tensors if k not in used and not _ignored(k)]
     if not missing and not unexpected:
         return
-    lines = [f"checkpoint keys do not match the architecture ({layout} layout):"]
+    lines = [
+        f"checkpoint keys do not match {_describe(module)} ({layout} layout): "
+        f"{len(wanted) - len(missing)} of its {len(wanted)} keys are there{_hint(tensors, module)}"
+    ]
     for label, keys in (("missing", missing), ("unexpected", unexpected)):
         if keys:
             more = f" (and {len(keys) - _SHOWN} more)" if len(keys) > _SHOWN else ""
@@ -456,22 +478,64 @@ def _check_keys(
     raise ValueError("\n".join(lines))
 
 
+def _looks_like(tensors: Mapping[str, np.ndarray]) -> str | None:
+    """The architecture a checkpoint's keys and shapes suggest, for error messages."""
+    stages: dict[int, int] = {}
+    depth: set[str] = set()
+    width = None
+    for key, value in tensors.items():
+        if match := re.match(r"(?:params/)?layer([1-4])[._](\d+)[./]", key):
+            stages[int(match[1])] = max(stages.get(int(match[1]), 0), int(match[2]) + 1)
+        if match := re.search(r"(?:blocks\.|encoder\.layer\.|encoderblock_)(\d+)[./]", key):
+            depth.add(match[1])
+        if key.split("/")[-1] == "cls" or key.endswith("cls_token"):
+            width = value.shape[-1]
+        if key.endswith("encoderblock/LayerNorm_0/scale"):  # scan-stacked blocks
+            depth = {str(i) for i in range(value.shape[0])}
+    if stages:
+        kind = "bottleneck" if any(re.search(r"[./]conv3[./]", k) for k in tensors) else "basic"
+        return _describe(ResNet(tuple(stages.get(i, 0) for i in range(1, 5)), kind))
+    if width is not None:
+        return _describe(VisionTransformer(width=width, depth=len(depth)))
+    return None
+
+
 def _describe(module: nn.Module) -> str:
+    """``module`` by its name in :data:`ARCHITECTURES` where its sizes are one's."""
     if isinstance(module, ResNet):
-        return f"ResNet(stage_sizes={tuple(module.stage_sizes)}, block={module.block!r})"
-    return f"VisionTransformer(width={module.width}, depth={module.depth})"
+        sizes = (tuple(module.stage_sizes), module.block)
+        text = f"ResNet(stage_sizes={sizes[0]}, block={sizes[1]!r})"
+        named = [
+            n
+            for n, f in ARCHITECTURES.items()
+            if n.startswith("resnet") and (tuple(f().stage_sizes), f().block) == sizes
+        ]
+    else:
+        sizes = (module.width, module.depth)
+        text = f"VisionTransformer(width={sizes[0]}, depth={sizes[1]})"
+        named = [
+            n
+            for n, f in ARCHITECTURES.items()
+            if n.startswith("vit") and (f().width, f().depth) == sizes
+        ]
+    return f"{named[0]} = {text}" if named else text
+
+
+def _hint(tensors: Mapping[str, np.ndarray], module: nn.Module) -> str:
+    guess = _looks_like(tensors)
+    return f"; the checkpoint looks like {guess}" if guess and guess != _describe(module) else ""
 
 
 # ----------------------------------------------------------------------------- trees
 
 
-def _flatten(tree: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> dict[tuple, tuple]:
-    out: dict[tuple, tuple] = {}
+def _flatten(tree: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> dict[tuple, Any]:
+    out: dict[tuple, Any] = {}
     for key, value in tree.items():
         if isinstance(value, Mapping):
             out.update(_flatten(value, (*prefix, key)))
         else:
-            out[(*prefix, key)] = tuple(value.shape)
+            out[(*prefix, key)] = value
     return out
 
 

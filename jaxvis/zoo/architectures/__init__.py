@@ -74,21 +74,30 @@ def init_variables(
     seed: int = 0,
     input_shape: Sequence[int] | None = None,
     batch_size: int = 8,
+    images: Any = None,
 ) -> dict[str, Any]:
-    """Random variables for ``module``; a ResNet's BatchNorm statistics are estimated on
-    ``batch_size`` random normal images (the model's eval mode then normalises them exactly).
+    """Random variables for ``module``; a ResNet's BatchNorm statistics are those of
+    ``images`` (``batch_size`` random normal images by default), so that in eval mode the model
+    normalises them exactly as in training mode.
 
     Args:
         module: a :class:`ResNet` or :class:`VisionTransformer` (any Linen module taking
             ``x``, and ``train=`` if it has BatchNorm).
         seed: the random seed.
-        input_shape: one example ``(H, W, C)``; a ViT's ``(image_size, image_size, 3)`` and a
-            ResNet's ``(224, 224, 3)`` by default.
+        input_shape: one example ``(H, W, C)``; the shape of ``images`` if given, else a ViT's
+            ``(image_size, image_size, 3)`` and a ResNet's ``(224, 224, 3)``.
+        batch_size: how many random images estimate the statistics.
+        images: ``(N, H, W, C)`` images to estimate them on instead, e.g. your own data.
 
     Example::
 
         variables = jv.zoo.init_variables(jv.zoo.resnet18(10), seed=0, input_shape=(64, 64, 3))
     """
+    if images is not None:
+        images = jnp.asarray(images, jnp.float32)
+        if images.ndim != 4 or images.shape[0] == 0:
+            raise ValueError(f"images must be a non-empty (N, H, W, C) batch, got {images.shape}")
+        input_shape = images.shape[1:]
     if input_shape is None:
         side = getattr(module, "image_size", 224)
         input_shape = (side, side, 3)
@@ -97,7 +106,8 @@ def init_variables(
     variables = jax.jit(module.init)(init_key, x)
     if "batch_stats" not in variables:
         return variables
-    images = jax.random.normal(data_key, (batch_size, *input_shape), jnp.float32)
+    if images is None:
+        images = jax.random.normal(data_key, (batch_size, *input_shape), jnp.float32)
     # Momentum 0: the running statistics become exactly those of this batch.
     estimate = partial(module.clone(bn_momentum=0.0).apply, train=True, mutable=["batch_stats"])
     _, updates = jax.jit(estimate)(variables, images)
