@@ -189,6 +189,10 @@ def test_vit_from_npz_vision_transformer_and_big_vision(tmp_path):
         "params/ prefix": {f"params/{k}": v for k, v in flat.items()},
         "big_vision": _big_vision(flat, stacked=False),
         "big_vision scan": _big_vision(flat, stacked=True),
+        "big_vision 2021": {
+            **{k: v for k, v in _big_vision(flat, stacked=False).items() if k != "pos_embedding"},
+            "Transformer/pos_embedding": flat["Transformer/posembed_input/pos_embedding"],
+        },
     }
     assert (
         "Transformer/encoderblock/MultiHeadDotProductAttention_0/query/kernel"
@@ -280,6 +284,8 @@ def test_wrong_architecture_fails_clearly(tmp_path):
         jv.zoo.load_checkpoint(_small_resnet_state(), "resnet5O")
     with pytest.raises(TypeError, match="arch must be an architecture name"):
         jv.zoo.load_checkpoint(_small_resnet_state(), object())
+    with pytest.raises(TypeError, match="instance, got the class ResNet"):
+        jv.zoo.load_checkpoint(_small_resnet_state(), jv.zoo.ResNet)
     vit_state = _twin_vit(seed=7).state_dict()
     with pytest.raises(
         ValueError,

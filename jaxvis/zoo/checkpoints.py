@@ -210,9 +210,10 @@ def _family(arch: str | nn.Module) -> str:
     if isinstance(arch, str):
         architecture(arch)  # raises for unknown names, with suggestions
         return "resnet" if arch.startswith("resnet") else "vit"
+    got = f"the class {arch.__name__}" if isinstance(arch, type) else type(arch).__name__
     raise TypeError(
         "arch must be an architecture name (jv.zoo.ARCHITECTURES) or a jv.zoo.ResNet / "
-        f"jv.zoo.VisionTransformer instance, got {type(arch).__name__}"
+        f"jv.zoo.VisionTransformer instance, got {got}"
     )
 
 
@@ -231,7 +232,8 @@ def _layout(tensors: Mapping[str, np.ndarray], family: str) -> str:
 
 
 def _normalise_npz(tensors: dict[str, np.ndarray], layout: str) -> dict[str, np.ndarray]:
-    """Keys as jaxvis's flattened variables (``params/...``) in vision_transformer naming."""
+    """Keys as jaxvis's flattened variables (``params/...``); big_vision's ViT keys renamed to
+    vision_transformer's (blocks unstacked, module numbers, the position embedding's place)."""
     out: dict[str, np.ndarray] = {}
     for key, value in tensors.items():
         if key.startswith("opt/target/"):
@@ -257,8 +259,11 @@ def _normalise_npz(tensors: dict[str, np.ndarray], layout: str) -> dict[str, np.
         if len(parts) > 3 and parts[2].startswith("encoderblock_"):
             parts[3] = renames.get(parts[3], parts[3])
         renamed["/".join(parts)] = value
-    pos = renamed.pop("params/pos_embedding", None)
-    if pos is not None:  # big_vision adds it before the class token, which gets none
+    for old in ("params/pos_embedding", "params/Transformer/pos_embedding"):
+        if old not in renamed:
+            continue
+        pos = renamed.pop(old)
+        # Since 2022 big_vision adds it before the class token, which gets none.
         if pos.ndim == 3 and math.isqrt(pos.shape[1]) ** 2 == pos.shape[1]:
             pos = np.concatenate([np.zeros_like(pos[:, :1]), pos], axis=1)
         renamed["params/Transformer/posembed_input/pos_embedding"] = pos
