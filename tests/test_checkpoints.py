@@ -246,8 +246,25 @@ class _Payload:
 def test_pickled_objects_are_refused(tmp_path):
     path = tmp_path / "evil.pth"
     torch.save({"conv1.weight": torch.zeros(1), "payload": _Payload()}, path)
-    with pytest.raises(ValueError, match=r"weights_only=True.*never unpickles"):
+    with pytest.raises(
+        ValueError,
+        match=r"weights_only=True\): it pickles the object "
+        r"test_checkpoints\._Payload\. jaxvis never unpickles",
+    ):
         jv.zoo.load_checkpoint(path, "resnet18")
+    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="it is not a plain state_dict"):
+        jv.zoo.load_checkpoint(tmp_path / "junk.pth", "resnet18")
+
+
+def test_training_checkpoints_and_data_parallel_prefixes_are_unwrapped(tmp_path):
+    state = _small_resnet_state()
+    path = tmp_path / "train.pth"
+    torch.save({"epoch": 3, "state_dict": {f"module.{k}": v for k, v in state.items()}}, path)
+    arch = jv.zoo.ResNet((1, 1, 1, 1), "basic", num_classes=4)
+    _same_trees(
+        jv.zoo.load_checkpoint(path, arch).variables, jv.zoo.load_checkpoint(state, arch).variables
+    )
 
 
 def _small_resnet_state() -> dict:

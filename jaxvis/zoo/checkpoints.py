@@ -22,6 +22,10 @@ Layouts understood:
 * Either family, ``.npz`` of jaxvis's own variables flattened with ``/``
   (``params/conv1/kernel``, ``batch_stats/bn1/mean``).
 
+Inputs are NHWC images normalised as the checkpoint was trained: torchvision's and most of
+timm's ImageNet models take ``(x - mean) / std`` with mean (0.485, 0.456, 0.406) and std
+(0.229, 0.224, 0.225); vision_transformer, big_vision and Hugging Face ViTs take ``[-1, 1]``.
+
 Example::
 
     module, variables = jv.zoo.load_checkpoint("resnet50.safetensors", "resnet50")
@@ -95,6 +99,8 @@ def load_checkpoint(
         logits = module.apply(variables, images)   # images: (N, 224, 224, 3)
     """
     tensors = _read(source)
+    if tensors and all(k.startswith("module.") for k in tensors):  # saved from DataParallel
+        tensors = {k[len("module.") :]: v for k, v in tensors.items()}
     family = _family(arch)
     layout = _layout(tensors, family)
     if layout in ("vision_transformer", "big_vision", "jaxvis"):
@@ -163,11 +169,12 @@ def _read_torch(path: str) -> dict[str, np.ndarray]:
         ) from None
     try:
         obj = torch.load(path, weights_only=True, map_location="cpu")
-    except Exception as e:  # torch raises UnpicklingError or RuntimeError for refused pickles
+    except Exception as e:  # torch raises UnpicklingError for refused pickles and junk alike
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(e))
+        what = f"it pickles the object {found[1]}" if found else "it is not a plain state_dict"
         raise ValueError(
-            f"{path} was refused by torch.load(weights_only=True): it holds more than tensors "
-            f"and plain containers, and jaxvis never unpickles code. Save "
-            f"model.state_dict() instead. ({type(e).__name__}: {str(e).splitlines()[0]})"
+            f"{path} cannot be read by torch.load(weights_only=True): {what}. jaxvis never "
+            "unpickles code; save model.state_dict() (or a .safetensors file) instead."
         ) from None
     for wrapper in ("state_dict", "model", "state_dict_ema"):
         if isinstance(obj, Mapping) and isinstance(obj.get(wrapper), Mapping):
@@ -175,10 +182,7 @@ def _read_torch(path: str) -> dict[str, np.ndarray]:
             break
     if not isinstance(obj, Mapping):
         raise ValueError(f"{path} holds a {type(obj).__name__}, not a state_dict")
-    tensors = {str(k): _to_numpy(v, str(k)) for k, v in obj.items()}
-    if tensors and all(k.startswith("module.") for k in tensors):  # DataParallel
-        tensors = {k[len("module.") :]: v for k, v in tensors.items()}
-    return tensors
+    return {str(k): _to_numpy(v, str(k)) for k, v in obj.items()}
 
 
 def _to_numpy(value: Any, key: str) -> np.ndarray:
