@@ -3,10 +3,14 @@ torchvision (ResNet) and timm (ViT), so that their ``state_dict`` keys are those
 
 Hugging Face's ViT computes the same function as timm's (separate query/key/value Linears
 instead of one fused ``qkv``, LayerNorm epsilon 1e-12): :func:`hf_state_dict` renames a timm
-twin's keys to Hugging Face's ``ViTForImageClassification`` names, splitting ``qkv``.
+twin's keys to Hugging Face's ``ViTForImageClassification`` names, splitting ``qkv``. Hugging
+Face's ``ResNetForImageClassification`` is torchvision's ResNet (v1.5) under other names:
+:func:`hf_resnet_state_dict` renames a torchvision twin's keys.
 """
 
 from __future__ import annotations
+
+import re
 
 import torch
 from torch import nn
@@ -227,4 +231,33 @@ def hf_state_dict(timm_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
                     out[f"{layer}.attention.attention.{name}.{leaf}"] = part
             else:
                 out[f"{layer}.{block[rest]}.{leaf}"] = value
+    return out
+
+
+def hf_resnet_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A torchvision ResNet ``state_dict`` under Hugging Face ``ResNetForImageClassification``
+    names."""
+    top = {
+        "conv1": "resnet.embedder.embedder.convolution",
+        "bn1": "resnet.embedder.embedder.normalization",
+        "fc": "classifier.1",
+    }
+    block = {
+        "conv1": "layer.0.convolution",
+        "bn1": "layer.0.normalization",
+        "conv2": "layer.1.convolution",
+        "bn2": "layer.1.normalization",
+        "conv3": "layer.2.convolution",
+        "bn3": "layer.2.normalization",
+        "downsample.0": "shortcut.convolution",
+        "downsample.1": "shortcut.normalization",
+    }
+    out = {}
+    for key, value in state.items():
+        prefix, _, leaf = key.rpartition(".")
+        if prefix in top:
+            out[f"{top[prefix]}.{leaf}"] = value
+            continue
+        stage, index, module = re.fullmatch(r"layer(\d)\.(\d+)\.(.+)", prefix).groups()
+        out[f"resnet.encoder.stages.{int(stage) - 1}.layers.{index}.{block[module]}.{leaf}"] = value
     return out

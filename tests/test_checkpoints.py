@@ -82,6 +82,9 @@ def test_resnet18_from_torchvision_state_dict(tmp_path):
     module, variables = jv.zoo.load_checkpoint(st, "resnet18")
     assert module.num_classes == 10 and module.block == "basic"
     _same_trees(variables, jv.zoo.load_checkpoint(pth, "resnet18").variables)
+    hf = twins.hf_resnet_state_dict(twin.state_dict())  # Hugging Face's names, same function
+    assert "resnet.encoder.stages.1.layers.0.shortcut.normalization.running_var" in hf
+    _same_trees(variables, jv.zoo.load_checkpoint(hf, "resnet18").variables)
     # running statistics became batch_stats; num_batches_tracked was dropped
     assert set(variables) == {"params", "batch_stats"}
     np.testing.assert_array_equal(
@@ -98,6 +101,9 @@ def test_bottleneck_resnet_and_its_probe(tmp_path):
     arch = jv.zoo.ResNet((1, 1, 1, 1), "bottleneck", num_classes=10)
     module, variables = jv.zoo.load_checkpoint(st, arch)
     assert module is arch
+    hf = twins.hf_resnet_state_dict(twin.state_dict())
+    assert "resnet.encoder.stages.3.layers.0.layer.2.convolution.weight" in hf
+    _same_trees(variables, jv.zoo.load_checkpoint(hf, arch).variables)
     x = _images(2, 64, seed=1)
     probe = jv.Probe(module, variables, input_shape=(64, 64, 3))
     names = probe.layer_names

@@ -10,7 +10,10 @@ Layouts understood:
 
 * ResNet, PyTorch ``state_dict`` (``.safetensors``, ``.pt``, ``.pth``, ``.bin``): torchvision's
   key names, which timm's ``resnet*`` share (``conv1.weight``, ``bn1.running_mean``,
-  ``layer1.0.downsample.0.weight``, ``fc.weight``; ``num_batches_tracked`` is dropped).
+  ``layer1.0.downsample.0.weight``, ``fc.weight``; ``num_batches_tracked`` is dropped), or
+  Hugging Face ``ResNetForImageClassification`` (``resnet.embedder.embedder.convolution.weight``,
+  ``resnet.encoder.stages.0.layers.0.shortcut.normalization.running_mean``,
+  ``classifier.1.weight``).
 * ViT, PyTorch ``state_dict``: timm (``cls_token``, ``pos_embed``, ``blocks.0.attn.qkv.weight``,
   ``head.weight``) or Hugging Face ``ViTForImageClassification`` (``vit.embeddings.cls_token``,
   ``vit.encoder.layer.0.attention.attention.query.weight``, ``classifier.weight``).
@@ -230,9 +233,9 @@ def _layout(tensors: Mapping[str, np.ndarray], family: str) -> str:
             k.split("/")[-1] == "pos_embedding" and "posembed_input" not in k for k in keys
         ) or any("MultiHeadDotProductAttention_0" in k or "encoderblock/" in k for k in keys)
         return "big_vision" if big_vision else "vision_transformer"
-    if family == "resnet":
-        return "torchvision"
-    return "huggingface" if any(k.startswith("vit.") for k in keys) else "timm"
+    if any(k.startswith(("vit.", "resnet.")) for k in keys):
+        return "huggingface"
+    return "torchvision" if family == "resnet" else "timm"
 
 
 def _normalise_npz(tensors: dict[str, np.ndarray], layout: str) -> dict[str, np.ndarray]:
@@ -330,18 +333,40 @@ def _sources_of_leaf(
 ) -> _Source:
     if layout in ("jaxvis", "vision_transformer", "big_vision"):
         return _Source("/".join(path), shape or (), _identity)
-    if layout == "torchvision":
-        return _torch_leaf(_resnet_name(path[1:-1]), path[-1], shape)
+    if isinstance(module, ResNet):
+        name = _resnet_name(path[1:-1], hf=layout == "huggingface")
+        return _torch_leaf(name, path[-1], shape)
     return _vit_torch_leaf(module, layout, path, shape)
 
 
-def _resnet_name(modules: tuple[str, ...]) -> str:
-    names = {"downsample_conv": "downsample.0", "downsample_bn": "downsample.1"}
-    out = []
-    for m in modules:
-        match = re.fullmatch(r"layer(\d+)_(\d+)", m)
-        out.append(f"layer{match[1]}.{match[2]}" if match else names.get(m, m))
-    return ".".join(out)
+_HF_RESNET = {
+    "conv1": "layer.0.convolution",
+    "bn1": "layer.0.normalization",
+    "conv2": "layer.1.convolution",
+    "bn2": "layer.1.normalization",
+    "conv3": "layer.2.convolution",
+    "bn3": "layer.2.normalization",
+    "downsample_conv": "shortcut.convolution",
+    "downsample_bn": "shortcut.normalization",
+}
+_HF_RESNET_TOP = {
+    "conv1": "resnet.embedder.embedder.convolution",
+    "bn1": "resnet.embedder.embedder.normalization",
+    "fc": "classifier.1",
+}
+
+
+def _resnet_name(modules: tuple[str, ...], hf: bool) -> str:
+    """The PyTorch module of a Flax ResNet module path, e.g. ``("layer1_0", "conv1")``."""
+    match = re.fullmatch(r"layer(\d+)_(\d+)", modules[0])
+    if match is None:
+        return _HF_RESNET_TOP[modules[0]] if hf else modules[0]
+    if hf:
+        return (
+            f"resnet.encoder.stages.{int(match[1]) - 1}.layers.{match[2]}.{_HF_RESNET[modules[1]]}"
+        )
+    torchvision = {"downsample_conv": "downsample.0", "downsample_bn": "downsample.1"}
+    return f"layer{match[1]}.{match[2]}.{torchvision.get(modules[1], modules[1])}"
 
 
 _TORCH_LEAF = {
@@ -495,6 +520,9 @@ def _looks_like(tensors: Mapping[str, np.ndarray]) -> str | None:
     for key, value in tensors.items():
         if match := re.match(r"(?:params/)?layer([1-4])[._](\d+)[./]", key):
             stages[int(match[1])] = max(stages.get(int(match[1]), 0), int(match[2]) + 1)
+        if match := re.match(r"resnet\.encoder\.stages\.([0-3])\.layers\.(\d+)\.", key):
+            stage = int(match[1]) + 1
+            stages[stage] = max(stages.get(stage, 0), int(match[2]) + 1)
         if match := re.search(r"(?:blocks\.|encoder\.layer\.|encoderblock_)(\d+)[./]", key):
             depth.add(match[1])
         if key.split("/")[-1] == "cls" or key.endswith("cls_token"):
@@ -502,7 +530,8 @@ def _looks_like(tensors: Mapping[str, np.ndarray]) -> str | None:
         if key.endswith("encoderblock/LayerNorm_0/scale"):  # scan-stacked blocks
             depth = {str(i) for i in range(value.shape[0])}
     if stages:
-        kind = "bottleneck" if any(re.search(r"[./]conv3[./]", k) for k in tensors) else "basic"
+        third = r"[./]conv3[./]|\.layer\.2\.convolution"
+        kind = "bottleneck" if any(re.search(third, k) for k in tensors) else "basic"
         return _describe(ResNet(tuple(stages.get(i, 0) for i in range(1, 5)), kind))
     if width is not None:
         return _describe(VisionTransformer(width=width, depth=len(depth)))
