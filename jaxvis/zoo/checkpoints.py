@@ -336,7 +336,7 @@ def _sources_of_leaf(
     if isinstance(module, ResNet):
         name = _resnet_name(path[1:-1], hf=layout == "huggingface")
         return _torch_leaf(name, path[-1], shape)
-    return _vit_torch_leaf(module, layout, path, shape)
+    return _vit_torch_leaf(layout, path, shape)
 
 
 _HF_RESNET = {
@@ -413,9 +413,7 @@ _VIT_TOP = {  # Flax module path -> (timm, Hugging Face) parameter prefix
 }
 
 
-def _vit_torch_leaf(
-    module: nn.Module, layout: str, path: tuple[str, ...], shape: tuple[int, ...] | None
-) -> _Source:
+def _vit_torch_leaf(layout: str, path: tuple[str, ...], shape: tuple[int, ...] | None) -> _Source:
     hf = layout == "huggingface"
     shape = shape or ()
     inner, leaf = "/".join(path[1:-1]), path[-1]
