@@ -291,6 +291,18 @@ def test_mismatched_keys_are_named():
     assert "num_batches_tracked" not in message
 
 
+def test_loading_compiles_nothing(caplog):
+    """Keys and shapes are checked, and arrays converted, without compiling any program."""
+    state = _small_resnet_state()
+    arch = jv.zoo.ResNet((1, 1, 1, 1), "basic", num_classes=4)
+    with caplog.at_level("WARNING", logger="jax"), jax.log_compiles(True):
+        jv.zoo.load_checkpoint(state, arch)
+        del state["fc.bias"]
+        with pytest.raises(ValueError, match="missing: fc.bias"):
+            jv.zoo.load_checkpoint(state, arch)
+    assert not [r for r in caplog.records if "Compiling" in r.getMessage()]
+
+
 def test_mismatched_shapes_give_both_shapes():
     state = _small_resnet_state()
     state["conv1.weight"] = torch.zeros(64, 1, 7, 7)

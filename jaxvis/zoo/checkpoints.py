@@ -317,7 +317,9 @@ def _sources(module: nn.Module, layout: str) -> dict[tuple[str, ...], tuple[_Sou
         paths.extend(flat)
         return list(flat.values())
 
-    shapes = jax.eval_shape(init, jax.random.key(0), jnp.zeros((1, side, side, 3)))
+    key = jax.eval_shape(jax.random.key, 0)
+    x = jax.ShapeDtypeStruct((1, side, side, 3), jnp.float32)
+    shapes = jax.eval_shape(init, key, x)
     rank = {}
     for path in paths:
         rank.setdefault(path[1:-1], len(rank))
@@ -581,5 +583,5 @@ def _unflatten(flat: Mapping[tuple[str, ...], np.ndarray]) -> dict[str, Any]:
         node = tree
         for part in path[:-1]:
             node = node.setdefault(part, {})
-        node[path[-1]] = jnp.asarray(value)
+        node[path[-1]] = jax.device_put(np.ascontiguousarray(value))  # jnp.asarray compiles
     return tree
