@@ -525,3 +525,59 @@ def test_model_without_attention_is_refused() -> None:
             method(probe, X)
     with pytest.raises(ValueError, match="no attention layers"):
         attention_map(probe, X, layer=0)
+
+
+# --------------------------------------------------------------------------- widget
+
+
+def test_widget_click_changes_the_query_and_the_picture() -> None:
+    probe, _ = linen()
+    w = jv.widgets.AttentionExplorer(probe, X)
+    assert "jv-attention" in w._dom_classes and w.errors.error == ""
+    assert w.query == "cls" and w.block.value == DEPTH - 1 and w.result.method == "attention_map"
+    geometry = w.picture.geometry
+    assert (geometry["rows"], geometry["cols"], geometry["n_tiles"]) == (GRID, GRID, GRID * GRID)
+    assert geometry["tile_w"] * GRID == geometry["img_width"]
+    first = w.overlay_png
+    assert first.startswith(b"\x89PNG")
+    before = trace_counts()
+    w.picture.selected = 6  # what a click on patch (1, 2) sends
+    assert w.query == (1, 2) and w.result.settings["query"] == (1, 2)
+    assert w.overlay_png != first and "patch (1, 2)" in w.caption.value
+    ref = attention_map(probe, X[:1], layer=DEPTH - 1, query=(1, 2)).extra["layer_map"]
+    np.testing.assert_allclose(w.result.extra["layer_map"], ref)
+    assert w.picture.tile_at(2.5 * geometry["tile_w"], 1.5 * geometry["tile_h"]) == 6
+    w.head.value, w.block.value = 2, 0
+    assert (
+        w.result.settings["head"] == 2 and w.result.settings["layer"] == attention_layers(probe)[0]
+    )
+    assert trace_counts() == before  # clicks, heads and blocks reuse the compiled function
+    w.cls.click()
+    assert w.query == "cls" and w.picture.selected == -1
+    w.method.value = "attention_rollout"
+    assert w.result.method == "attention_rollout" and w.head.disabled and not w.discard.disabled
+    w.discard.value = 0.5
+    assert w.result.settings["discard_ratio"] == 0.5
+    w.method.value = "gradient_rollout"
+    w.target.value = 3
+    assert w.result.method == "gradient_rollout" and int(w.result.target[0]) == 3
+    w.index.value = 1
+    assert w.errors.error == "" and w.caption.value.startswith("image 1")
+
+
+def test_widget_shows_errors_in_place_and_recovers() -> None:
+    w = jv.widgets.AttentionExplorer(nnx_vit()[0], X)
+    original = w.compute
+
+    def broken() -> None:
+        raise ValueError("query patch off the grid")
+
+    w.compute = broken  # type: ignore[method-assign]
+    w.picture.selected = 3
+    assert "off the grid" in w.errors.error and "jv-error" in w.errors.value
+    w.compute = original  # type: ignore[method-assign]
+    w.picture.selected = 4
+    assert w.errors.error == "" and w.query == (1, 0)
+    params = {"w": jnp.ones((SIZE * SIZE * 3, 4)), "v": jnp.ones((4, 2))}
+    with pytest.raises(ValueError, match="no attention layers"):
+        jv.widgets.AttentionExplorer(jv.Probe(_cnn, params, input_shape=(SIZE, SIZE, 3)), X)
