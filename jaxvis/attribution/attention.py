@@ -126,7 +126,8 @@ def attention_rollout(
     column, are never dropped; as in jacobgil's vit-explain), add the identity for the
     residual path and renormalise the rows; then ``R = A_l @ ... @ A_1``. The map is the
     class token's row over the patches (the mean row when the model has no class token).
-    ``layers`` picks the attention layers (default: all). ``target`` is not used.
+    ``layers`` picks attention layers by name or block index (default: all). ``target`` is
+    not used.
 
     Example::
 
@@ -184,7 +185,7 @@ def gradient_rollout(
     gradient of the target's logit with respect to that block's attention weights ``A``. The
     map is the class token's row of ``R`` over the patches (the mean row without a class
     token). ``target``: a class index (one per example), None for the predicted class, or a
-    callable of the logits.
+    callable of the logits; ``layers`` as in :func:`attention_rollout`.
 
     Example::
 
@@ -206,7 +207,10 @@ def gradient_rollout(
                 s = _checks.pick(out, tgt, index)
                 return s.sum(), (s, acts)
 
-            zeros = {n: jnp.zeros((x.shape[0], *probe.layer(n).shape), jnp.float32) for n in chosen}
+            zeros = {
+                n: jnp.zeros((x.shape[0], *probe.layer(n).shape), probe.layer(n).dtype)
+                for n in chosen
+            }
             grads, (s, acts) = jax.grad(score, has_aux=True)(zeros)
             tokens = probe.layer(chosen[0]).shape[-1]
             relevance = jnp.broadcast_to(jnp.eye(tokens), (x.shape[0], tokens, tokens))
