@@ -85,12 +85,13 @@ def capture_attention(module: Any, path: str, recorder: Any) -> Iterator[None]:
         yield
         return
 
+    own = module
+
     @functools.wraps(fn)  # same signature: Linen filters attention kwargs by it
     def attention_fn(*args: Any, module: Any = None, **kwargs: Any) -> Any:
         return fn(*args, module=_Sower(recorder, name, own, module), **kwargs)
 
     attention_fn._jaxvis_attention = True  # type: ignore[attr-defined]
-    own = module
     had = "attention_fn" in vars(module)
     previous = vars(module).get("attention_fn")
     object.__setattr__(module, "attention_fn", attention_fn)  # this instance, this call only
