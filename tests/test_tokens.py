@@ -10,15 +10,21 @@ pass of the same parameters is the reference for activations and Grad-CAM.
 from __future__ import annotations
 
 import functools
+import io
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import linen as nn
+from PIL import Image
 
 import jaxvis as jv
 from jaxvis.layout import block_layers, default_spatial_layer, spatial_layers
+from jaxvis.optvis import objectives as O
+from jaxvis.widgets import LayerExplorer
+from jaxvis.widgets._common import fmt
+from jaxvis.widgets.channel_grid import MIN_PNG_PX, tile_scale
 
 GRID, PATCH, WIDTH, HEADS, MLP, DEPTH, CLASSES = 4, 8, 32, 2, 64, 2, 5
 SIZE = GRID * PATCH
@@ -212,3 +218,127 @@ def test_grad_cam_on_tokens_equals_a_hand_computed_one(probe, images):
     assert qkv.extra["layer_map"].shape == (2, GRID, GRID) and qkv.values.shape == (2, 32, 32, 1)
     with pytest.raises(ValueError, match="'head'.*grad_cam needs"):
         jv.attribution.grad_cam(probe, images[:2], layer="head")
+
+
+# --------------------------------------------------------------------------- objectives
+
+
+def test_objectives_read_token_layers_on_the_patch_grid(probe, images):
+    block = "Transformer.encoderblock_1"
+    value = "Transformer.encoderblock_0.MultiHeadDotProductAttention_0.value"
+    acts = probe.activations(images, [block, value])
+    a, v = np.asarray(acts[block]), np.asarray(acts[value])
+    obj = O.channel(block, 3).bind(probe)
+    np.testing.assert_allclose(obj(acts), a[:, 1:, 3].mean(1), rtol=1e-5)  # patch tokens only
+    obj = O.neuron(block, 5, y=1, x=2).bind(probe)
+    np.testing.assert_allclose(obj(acts), a[:, 1 + 1 * GRID + 2, 5], rtol=1e-6)
+    centre = O.neuron(block, 5).bind(probe)  # the centre of the 4x4 grid: patch (2, 2)
+    np.testing.assert_allclose(centre(acts), a[:, 1 + 2 * GRID + 2, 5], rtol=1e-6)
+    # (T, heads, d): channel 20 = head 1, dim 4
+    obj = O.channel(value, 20).bind(probe)
+    np.testing.assert_allclose(obj(acts), v[:, 1:, 1, 4].mean(1), rtol=1e-5)
+    with pytest.raises(ValueError, match="channel 32 is out of range"):
+        O.channel(block, 32).bind(probe)
+    with pytest.raises(ValueError, match="neuron y=4 is out of range"):
+        O.neuron(block, 0, y=4, x=0).bind(probe)
+
+
+# --------------------------------------------------------------------------- top-k
+
+
+def _brute_top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(C, k)`` values and indices of the ``(N, C)`` scores, ties to the lower index."""
+    order = np.argsort(-scores, axis=0, kind="stable")[:k].T
+    return np.take_along_axis(scores.T, order, 1), order
+
+
+def test_top_k_on_tokens_matches_brute_force(probe):
+    data = np.random.default_rng(3).random((21, SIZE, SIZE, 3)).astype(np.float32)
+    layer = "Transformer.encoderblock_1"
+    acts = np.asarray(probe.activations(data, layer)[layer])
+    grid = acts[:, 1:].reshape(len(data), GRID, GRID, WIDTH)
+    flat = grid.reshape(len(data), -1, WIDTH)
+    res = jv.dataset.top_k(probe, data, layer, k=4, batch_size=8, progress=False)
+    values, indices = _brute_top_k(flat.max(1), 4)
+    np.testing.assert_array_equal(res.indices, indices)
+    np.testing.assert_allclose(res.values, values, rtol=1e-5)
+    where = flat.argmax(1)  # (N, C) first maximum, row-major over the grid
+    best = np.take_along_axis(where.T, indices, 1)
+    np.testing.assert_array_equal(res.positions, np.stack([best // GRID, best % GRID], -1))
+    assert res.position == "patches" and res.n_channels == WIDTH
+    cls = jv.dataset.top_k(probe, data, layer, k=4, position="cls", progress=False)
+    values, indices = _brute_top_k(acts[:, 0], 4)
+    np.testing.assert_array_equal(cls.indices, indices)
+    np.testing.assert_allclose(cls.values, values, rtol=1e-5)
+    assert cls.positions is None and cls.position == "cls"
+    mean = jv.dataset.top_k(probe, data, layer, k=3, reduce="mean", progress=False)
+    np.testing.assert_array_equal(mean.indices, _brute_top_k(flat.mean(1), 3)[1])
+    with pytest.raises(ValueError, match="position must be one of"):
+        jv.dataset.top_k(probe, data, layer, position="token", progress=False)
+    with pytest.raises(ValueError, match="position='cls' needs a token layer"):
+        jv.dataset.top_k(probe, data, "embedding", position="cls", progress=False)
+
+
+# --------------------------------------------------------------------------- widgets
+
+
+def test_layer_explorer_draws_tokens_as_patch_maps(probe, images):
+    block = "Transformer.encoderblock_1"
+    ex = LayerExplorer(probe, images[:3])
+    assert not ex.error.error
+    geom = ex.grids.geometry_of(block)
+    side = GRID * tile_scale(GRID, GRID, MIN_PNG_PX)
+    assert geom["n_tiles"] == WIDTH and (geom["tile_h"], geom["tile_w"]) == (side, side)
+    png = np.asarray(Image.open(io.BytesIO(ex.grids.png(block))))
+    assert png.shape[:2] == (geom["img_height"], geom["img_width"])
+    qkv = ex.grids.geometry_of("Transformer.encoderblock_0.MultiHeadDotProductAttention_0.query")
+    assert qkv["n_tiles"] == WIDTH and qkv["tile_h"] == side  # heads * d maps of 4x4
+    assert "4×4 patches + 1 class token" in ex.grids.titles[ex.grids.index(block)]
+    cls = np.asarray(probe.activations(images[:1], block)[block])[0, 0]
+    label = ex.grids.labels_of(block)[7]
+    assert label.startswith("ch 7: [") and label.endswith(f"cls {fmt(cls[7])}")
+    ex.select(block, 7)
+    assert ex.channel_slider.max == WIDTH - 1 and "class token" in ex.enlarged_info.value
+    assert ex.grids.geometry_of("head")["n_tiles"] == CLASSES  # vectors as before
+
+
+def _no_layer_probe() -> jv.Probe:
+    def fn(params, x):  # noqa: ANN001, ANN202 - a plain function without jv.tap
+        return x.mean(axis=(1, 2)) @ params["w"]
+
+    return jv.Probe(fn, {"w": jnp.ones((3, 4))}, input_shape=(SIZE, SIZE, 3))
+
+
+def test_widgets_without_layers_or_weights_say_so(images):
+    empty = _no_layer_probe()
+    assert empty.layers == ()
+    ex = LayerExplorer(empty, images[:2])
+    assert "no layers" in ex.message.value and not ex.error.error
+    assert ex.grids.names == [] and ex.layer_select.disabled and ex.probs is not None
+    ex.slider.value = 1  # still usable
+    assert not ex.error.error and "image 1" in ex.caption.value
+    wh = jv.widgets.WeightHistograms(empty)
+    assert "No weights" in wh.stats.value and wh.layer_select.disabled and not wh.error.error
+    fg = jv.widgets.FilterGrid(empty)
+    assert "no convolution layers" in fg.caption.value and not fg.error.error
+
+
+def test_feature_vis_and_unit_explorer_accept_token_layers(probe, images):
+    block = "Transformer.encoderblock_1"
+    fv = jv.widgets.FeatureVis(probe, layer=block, channel=4, steps=8, preview_every=8)
+    names = list(fv.layer_select.options)
+    assert fv.layer_select.value == block and fv.channel_slider.max == WIDTH - 1
+    assert "Transformer.encoderblock_0.MultiHeadDotProductAttention_0.key" in names
+    assert jv.widgets.FeatureVis(probe).layer_select.value == block  # the default
+    fv.target.value = "neuron"
+    assert fv.objective().bind(probe).view == probe.layout(block)
+    fv.run(wait=True)
+    assert not fv.error.error and fv.result.images.shape == (1, SIZE, SIZE, 3)
+    ue = jv.widgets.UnitExplorer(probe, images, layer=block, channel=2, k=3, fv_steps=0)
+    assert not ue.error.error and ue.channel_slider.max == WIDTH - 1
+    res = ue.top_k(block)
+    assert res.position == "patches" and res.positions.max() < GRID
+    a = np.asarray(probe.activations(images[:1], block)[block])[0, 1:, 2].reshape(GRID, GRID)
+    r, c = np.unravel_index(int(a.argmax()), a.shape)
+    assert f"max {fmt(a.max())} at ({r}, {c})" in ue.act_caption.value
+    assert ue.top_image.value  # the top images are drawn whatever the receptive field says
