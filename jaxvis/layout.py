@@ -28,6 +28,7 @@ Example::
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -186,8 +187,9 @@ def block_layers(probe: _HasLayers) -> list[str]:
     """The outputs of a token model's repeated blocks (its residual stream), in call order.
 
     Among the ``(T, D)`` token layers, those not inside a layer of a kind that repeats (so not a
-    block's LayerNorm, attention or MLP), of the kind that occurs most often among them (so not
-    the final norm). Empty for a model without such blocks. Example::
+    block's LayerNorm, attention or MLP), grouped by kind and name up to a trailing index
+    (``encoderblock_3``, ``blocks.3``): the largest group of two or more (so not the final
+    norm). Empty for a model without such blocks. Example::
 
         block_layers(vit)   # ['Transformer.encoderblock_0', ..., 'Transformer.encoderblock_11']
     """
@@ -201,11 +203,15 @@ def block_layers(probe: _HasLayers) -> list[str]:
     outer = [
         layer for layer in stream if not any(layer.name.startswith(name + ".") for name in repeated)
     ]
-    kinds = Counter(layer.kind for layer in outer).most_common(1)
-    if not kinds or kinds[0][1] < 2:
+    groups = Counter(_block_key(layer) for layer in outer).most_common(1)
+    if not groups or groups[0][1] < 2:
         return []
-    block_kind = kinds[0][0]
-    return [layer.name for layer in outer if layer.kind == block_kind]
+    return [layer.name for layer in outer if _block_key(layer) == groups[0][0]]
+
+
+def _block_key(layer: Any) -> tuple[str, str]:
+    """``(kind, name without its trailing index)``: what the blocks of one stack share."""
+    return layer.kind, re.sub(r"\d+$", "", layer.name)
 
 
 def default_spatial_layer(probe: _HasLayers, *, gradients: bool = False) -> str | None:
@@ -247,7 +253,7 @@ def check_token_layers(
     if token_grid is None:
         return
     layouts = [layout_of(lay.shape, input_shape, token_grid, lay.kind) for lay in layers]
-    if any(lay.kind in ("tokens", "attention") for lay in layouts):
+    if any(lay.grid is not None for lay in layouts):
         return
     rows, cols = token_grid
     counts = sorted(

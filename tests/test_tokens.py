@@ -25,6 +25,7 @@ from jaxvis.optvis import objectives as O
 from jaxvis.widgets import LayerExplorer
 from jaxvis.widgets._common import fmt
 from jaxvis.widgets.channel_grid import MIN_PNG_PX, tile_scale
+from jaxvis.widgets.layer_explorer import class_token, layer_tiles
 
 GRID, PATCH, WIDTH, HEADS, MLP, DEPTH, CLASSES = 4, 8, 32, 2, 64, 2, 5
 SIZE = GRID * PATCH
@@ -300,6 +301,18 @@ def test_layer_explorer_draws_tokens_as_patch_maps(probe, images):
     ex.select(block, 7)
     assert ex.channel_slider.max == WIDTH - 1 and "class token" in ex.enlarged_info.value
     assert ex.grids.geometry_of("head")["n_tiles"] == CLASSES  # vectors as before
+
+
+def test_layer_tiles_of_tokens_and_attention():
+    lay = jv.layout.LayerLayout("tokens", (1 + 6, 2, 3), jv.layout.TokenGrid(2, 3, 1))
+    act = np.arange(7 * 2 * 3.0).reshape(7, 2, 3)
+    tiles, dense = layer_tiles(act, lay)  # one 2x3 patch map per channel (heads * d = 6)
+    assert tiles.shape == (6, 2, 3) and not dense
+    np.testing.assert_array_equal(tiles[4], act[1:, 1, 1].reshape(2, 3))
+    np.testing.assert_array_equal(class_token(act, lay), act[0].reshape(6))
+    attn = jv.layout.LayerLayout("attention", (2, 7, 7), lay.grid)
+    tiles, dense = layer_tiles(np.ones((2, 7, 7)), attn)  # one (T, T) map per head
+    assert tiles.shape == (2, 7, 7) and not dense and class_token(tiles, attn) is None
 
 
 def _no_layer_probe() -> jv.Probe:
