@@ -334,6 +334,10 @@ def test_widgets_without_layers_or_weights_say_so(images):
     assert "No weights" in wh.stats.value and wh.layer_select.disabled and not wh.error.error
     fg = jv.widgets.FilterGrid(empty)
     assert "no convolution layers" in fg.caption.value and not fg.error.error
+    fv = jv.widgets.FeatureVis(empty, steps=8, preview_every=8)
+    assert "no layers" in fv.status.value and fv.target.value == "class" and fv.target.disabled
+    fv.run(wait=True)  # its classes can still be visualised
+    assert not fv.error.error and fv.result.images.shape == (1, SIZE, SIZE, 3)
 
 
 def test_feature_vis_and_unit_explorer_accept_token_layers(probe, images):
@@ -354,4 +358,6 @@ def test_feature_vis_and_unit_explorer_accept_token_layers(probe, images):
     a = np.asarray(probe.activations(images[:1], block)[block])[0, 1:, 2].reshape(GRID, GRID)
     r, c = np.unravel_index(int(a.argmax()), a.shape)
     assert f"max {fmt(a.max())} at ({r}, {c})" in ue.act_caption.value
+    cls = np.asarray(probe.activations(images[:1], block)[block])[0, 0, 2]
+    assert f"class token {fmt(cls)}" in ue.act_caption.value
     assert ue.top_image.value  # the top images are drawn whatever the receptive field says

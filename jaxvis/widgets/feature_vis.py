@@ -31,7 +31,7 @@ import numpy as np
 from jaxvis import optvis, render
 from jaxvis.layout import default_spatial_layer
 from jaxvis.optvis import objectives as O
-from jaxvis.widgets._common import check_probe
+from jaxvis.widgets._common import check_probe, empty_message
 from jaxvis.widgets._errors import ErrorBox
 
 __all__ = ["FeatureVis", "preview_image"]
@@ -107,14 +107,12 @@ class FeatureVis(W.VBox):
         self.layers = [
             lay for lay in self.probe.layers if self.probe.layout(lay.name).channels is not None
         ]
-        if not self.layers:
-            raise ValueError(
-                "the probe has no layer with (C,), (H, W, C) or (T, D) token outputs to "
-                f"visualise; its layers: {', '.join(self.probe.layer_names) or 'none'}"
-            )
-        start = layer or default_spatial_layer(self.probe) or self.layers[-1].name
-        self.probe.layer(start)  # unknown names raise with suggestions
-        if start not in {lay.name for lay in self.layers}:
+        start = layer or default_spatial_layer(self.probe)
+        if start is None and self.layers:
+            start = self.layers[-1].name
+        if layer is not None:
+            self.probe.layer(layer)  # unknown names raise with suggestions
+        if start is not None and start not in {lay.name for lay in self.layers}:
             raise ValueError(
                 f"layer {start!r} has outputs {self.probe.layer(start).shape}: FeatureVis needs "
                 "(C,), (H, W, C) or (T, D) / (T, heads, d) tokens over a patch grid"
@@ -122,8 +120,9 @@ class FeatureVis(W.VBox):
 
         self.target = W.ToggleButtons(
             options=[("channel", "channel"), ("neuron", "neuron"), ("class", "class")],
-            value="channel",
+            value="channel" if self.layers else "class",
             description="unit",
+            disabled=not self.layers,  # a probe without layers: its classes only
         )
         self.target.add_class("jv-fv-target")
         self.layer_select = W.Dropdown(
@@ -184,7 +183,15 @@ class FeatureVis(W.VBox):
         self.name = W.Text("feature_vis", description="file name")
         self.progress = W.IntProgress(0, min=0, max=steps, description="0 steps")
         self.progress.add_class("jv-fv-progress")
-        self.status = W.HTML("")
+        self.status = W.HTML(
+            ""
+            if self.layers
+            else empty_message(
+                "This probe has no layers to visualise: only its classes.",
+                "A plain function shows its layers where it marks them, e.g. "
+                "h = jv.tap('block1', h).",
+            )
+        )
         self.status.add_class("jv-fv-status")
         self.preview = W.Image(format="png", layout=W.Layout(max_width="420px"))
         self.preview.add_class("jv-fv-preview")
@@ -247,7 +254,8 @@ class FeatureVis(W.VBox):
     # ------------------------------------------------------------ controls
 
     def _on_layer(self, change: Any) -> None:
-        self.channel_slider.max = self._channels(self.layer_select.value) - 1
+        if self.layer_select.value is not None:
+            self.channel_slider.max = self._channels(self.layer_select.value) - 1
 
     def _channels(self, layer: str) -> int:
         """Channels of ``layer``'s spatial view (a token layer's grid), or of a vector."""
@@ -255,7 +263,7 @@ class FeatureVis(W.VBox):
 
     def _on_target(self, change: Any) -> None:
         is_class = self.target.value == "class"
-        self.layer_select.disabled = is_class
+        self.layer_select.disabled = is_class or not self.layers
         self.channel_slider.disabled = is_class
         self.class_select.disabled = not is_class
 

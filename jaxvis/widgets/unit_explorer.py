@@ -25,7 +25,7 @@ import numpy as np
 
 from jaxvis import dataset as ds
 from jaxvis import optvis, render
-from jaxvis.layout import default_spatial_layer, spatial_view
+from jaxvis.layout import default_spatial_layer, prefix_view, spatial_view
 from jaxvis.optvis import objectives
 from jaxvis.probe import Probe
 from jaxvis.widgets._common import check_probe, fmt, image_png, layer_title
@@ -268,9 +268,12 @@ class UnitExplorer(W.VBox):
     def _draw_activation(self) -> None:
         i = int(self.image_slider.value)
         x = self.dataset[i]
-        act = self.probe.activations(x[None], self.layer)[self.layer]
+        raw = self.probe.activations(x[None], self.layer)[self.layer]
         layout = self.probe.layout(self.layer)
-        act = np.asarray(spatial_view(act, layout) if layout.kind == "tokens" else act)[0]
+        act = np.asarray(spatial_view(raw, layout) if layout.kind == "tokens" else raw)[0]
+        cls = ""
+        if layout.grid is not None and layout.grid.prefix:
+            cls = f"class token {fmt(float(prefix_view(raw, layout)[0, 0, self.channel]))}"
         self.input_image.value = image_png(x, self.probe.input_range, PANEL_PX)
         self.input_caption.value = _caption(f"input #{i}")
         res = self._topk.get(self.layer)
@@ -286,6 +289,7 @@ class UnitExplorer(W.VBox):
             self.act_caption.value = _caption(
                 f"channel {self.channel}: max {fmt(amap.max())} at ({r}, {q})",
                 f"mean {fmt(amap.mean())}",
+                cls,
                 rank,
             )
         else:
