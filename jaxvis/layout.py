@@ -13,7 +13,8 @@ Grad-CAM, feature visualisation) reads a token layer through :func:`spatial_view
 the prefix tokens and reshapes the rest to ``(rows, cols, D)`` (heads and head dims flattened).
 
 Which layers tools offer and start on is decided here too, once: :func:`spatial_layers` (the
-layers with a spatial view), :func:`block_layers` (a ViT's residual stream, block by block) and
+layers with a spatial view), :func:`unit_layers` (those with channels to pick, vectors too),
+:func:`block_layers` (a ViT's residual stream, block by block) and
 :func:`default_spatial_layer` (the layer a tool starts on: the last block's tokens of a ViT,
 the last feature map of a CNN).
 
@@ -44,6 +45,7 @@ __all__ = [
     "prefix_view",
     "spatial_layers",
     "spatial_view",
+    "unit_layers",
 ]
 
 #: how far a feature map's aspect ratio may stray from the input's and still be "spatial"
@@ -181,6 +183,17 @@ def spatial_layers(probe: _HasLayers, *, tokens: bool = True) -> list[str]:
     """
     kinds = ("spatial", "tokens") if tokens else ("spatial",)
     return [layer.name for layer in probe.layers if probe.layout(layer.name).kind in kinds]
+
+
+def unit_layers(probe: _HasLayers) -> list[str]:
+    """Names of the layers whose channels are units a tool can pick, in call order.
+
+    Feature maps, token layers (read on their patch grid) and vectors; not attention weights
+    or other shapes. Example::
+
+        unit_layers(vit_probe)[-1]    # 'head'
+    """
+    return [layer.name for layer in probe.layers if probe.layout(layer.name).channels is not None]
 
 
 def block_layers(probe: _HasLayers) -> list[str]:

@@ -21,6 +21,7 @@ from jaxvis.layout import (
     prefix_view,
     spatial_layers,
     spatial_view,
+    unit_layers,
 )
 from jaxvis.probe import Layer
 
@@ -80,6 +81,9 @@ def test_block_rules_on_a_tapped_vit():
     assert default_spatial_layer(probe, gradients=True) == "blocks.1"
     assert spatial_layers(probe, tokens=False) == ["embed"]
     assert "head" not in spatial_layers(probe) and "blocks.0.q" in spatial_layers(probe)
+    assert unit_layers(probe) == list(layers)  # every one has channels to pick
+    odd = tapped_vit({"blk": (17, 8), "seven": (7, 8), "fc": (3,)})
+    assert unit_layers(odd) == ["blk", "fc"]
 
 
 def test_default_layer_without_blocks():

@@ -29,7 +29,7 @@ import ipywidgets as W
 import numpy as np
 
 from jaxvis import optvis, render
-from jaxvis.layout import default_spatial_layer
+from jaxvis.layout import default_spatial_layer, unit_layers
 from jaxvis.optvis import objectives as O
 from jaxvis.widgets._common import check_probe, empty_message
 from jaxvis.widgets._errors import ErrorBox
@@ -104,9 +104,8 @@ class FeatureVis(W.VBox):
         self.thread: threading.Thread | None = None
         self._stop = threading.Event()
         self.error = ErrorBox()
-        self.layers = [
-            lay for lay in self.probe.layers if self.probe.layout(lay.name).channels is not None
-        ]
+        units = set(unit_layers(self.probe))
+        self.layers = [lay for lay in self.probe.layers if lay.name in units]
         start = layer or default_spatial_layer(self.probe)
         if start is None and self.layers:
             start = self.layers[-1].name

@@ -25,7 +25,7 @@ import numpy as np
 
 from jaxvis import dataset as ds
 from jaxvis import optvis, render
-from jaxvis.layout import default_spatial_layer, prefix_view, spatial_view
+from jaxvis.layout import default_spatial_layer, prefix_view, spatial_view, unit_layers
 from jaxvis.optvis import objectives
 from jaxvis.probe import Probe
 from jaxvis.widgets._common import check_probe, fmt, image_png, layer_title
@@ -80,7 +80,8 @@ class UnitExplorer(W.VBox):
         if isinstance(fv_steps, bool) or not isinstance(fv_steps, int) or fv_steps < 0:
             raise ValueError(f"fv_steps must be an integer >= 0, got {fv_steps!r}")
         self.k, self.fv_steps, self.batch_size = k, fv_steps, batch_size
-        self.layers = [ly for ly in self.probe.layers if self._channels(ly.name) is not None]
+        units = set(unit_layers(self.probe))
+        self.layers = [ly for ly in self.probe.layers if ly.name in units]
         if not self.layers:
             raise ValueError(
                 "the probe has no layer with (H, W, C), (C,) or (T, D) token outputs; its "
