@@ -189,7 +189,6 @@ def top_k(
             f"position='cls' needs a token layer with a class token; {layer!r} has shape "
             f"{info.shape} ({layout.kind}, no class token)"
         )
-    tokens = layout.kind == "tokens"
     k = _positive_int(k, "k")
     batch_size = _positive_int(batch_size, "batch_size")
     if reduce not in REDUCTIONS:
@@ -253,7 +252,7 @@ def top_k(
         n_images=int(total),
         layer_shape=tuple(info.shape),
         n_devices=mesh.size,
-        position=position if tokens else None,
+        position=position if layout.kind == "tokens" else None,
     )
 
 
