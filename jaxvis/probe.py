@@ -25,7 +25,7 @@ from jaxvis._capture import (
     tap,
 )
 from jaxvis._xla import jit
-from jaxvis.layout import LayerLayout, check_token_grid, layout_of
+from jaxvis.layout import LayerLayout, check_token_grid, check_token_layers, layout_of
 
 __all__ = ["Layer", "Probe", "tap"]
 
@@ -113,6 +113,11 @@ class Probe:
                     "or call the probe on a batch first"
                 )
             self._discover()
+            try:
+                check_token_layers(self._layers, self.input_shape, self.token_grid)
+            except ValueError:
+                self._layers = None  # asked again, it raises again
+                raise
         assert self._layers is not None
         return self._layers
 

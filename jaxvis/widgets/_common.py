@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,6 +15,7 @@ __all__ = [
     "check_images",
     "check_labels",
     "check_probe",
+    "empty_message",
     "fmt",
     "image_png",
     "layer_title",
@@ -46,6 +48,19 @@ def check_labels(labels: Any, n: int, name: str = "labels") -> list[Any] | None:
     if len(out) != n:
         raise ValueError(f"{name} must have one entry per image ({n}), got {len(out)}")
     return out
+
+
+def empty_message(title: str, detail: str = "") -> str:
+    """HTML shown in place of a widget's view when there is nothing to show (no layers...).
+
+    Example::
+
+        W.HTML(empty_message("This probe has no layers to show.", "Mark them with jv.tap."))
+    """
+    return (
+        "<div class='jv-empty' style='padding:6px 8px;background:#f4f4f4;border-radius:3px'>"
+        f"<b>{html.escape(title)}</b> {html.escape(detail)}</div>"
+    )
 
 
 def fmt(value: float) -> str:
