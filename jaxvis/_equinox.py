@@ -1,0 +1,163 @@
+"""Equinox models in a probe: one unbatched example per call, batched here by ``jax.vmap``.
+
+jaxvis images are NHWC batches. An Equinox image model is written for one channels-first
+example ``(C, H, W)`` (``eqx.nn.Conv2d``), so the probe transposes each example to CHW, runs
+the model under ``jax.vmap`` and reports every rank-3 activation ``(C, h, w)`` channels-last,
+``(h, w, C)``, like every other model's. ``channels_last=True`` is for a model that takes
+``(H, W, C)`` examples: nothing is transposed then.
+
+Layers are the outputs of the submodules found through the module tree (fields, and lists,
+tuples and dicts of modules such as ``eqx.nn.Sequential``'s ``layers``), named by attribute
+path (``conv1``, ``layers.0``), plus ``jv.tap`` calls. No class is patched: each call runs a
+copy of the model whose submodules are wrapped in recording modules. What a vmapped call
+records is returned from the vmapped function, so no tracer leaks out of the vmap; early
+stopping works inside it too.
+
+Example::
+
+    probe = jv.Probe(eqx_cnn, input_shape=(28, 28, 1))
+    probe.activations(x)["layers.0"].shape      # (N, 26, 26, 8), from Conv2d's (8, 26, 26)
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxvis._capture import _ACTIVE, Recorder, StopForward
+
+
+class _Recorded(eqx.Module):
+    """``inner``, whose output goes to the active recorder as layer ``path``."""
+
+    inner: Any
+    path: str = eqx.field(static=True)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        out = self.inner(*args, **kwargs)
+        recorder = _ACTIVE.get()
+        if recorder is not None:
+            recorder.record(self.path, out, type(self.inner).__name__, self.inner)
+        return out
+
+    def __getattr__(self, name: str) -> Any:  # the model may read its submodules' fields
+        if name == "inner" or name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+
+def equinox_parts(
+    model: eqx.Module, call_kwargs: dict[str, Any], channels_last: bool
+) -> tuple[Callable[[Any, jax.Array], Any], Any, Callable[[str], dict[str, np.ndarray]]]:
+    """``(run, params, module_params)`` for an Equinox model, in inference mode.
+
+    ``params`` are the model's float arrays (``eqx.partition(model, eqx.is_inexact_array)``);
+    ``run(params, x)`` takes an NHWC batch and is pure.
+    """
+    params, static = eqx.partition(eqx.nn.inference_mode(model), eqx.is_inexact_array)
+    kwargs = _default_call_kwargs(model, call_kwargs)
+
+    def run(p: Any, x: jax.Array) -> Any:
+        recorded = _instrument(eqx.combine(p, static), "")
+        outer = _ACTIVE.get()
+        inner = Recorder(
+            wanted=None if outer is None else outer.wanted,
+            truncate=outer is not None and outer.truncate,
+        )
+
+        def one(example: jax.Array) -> tuple[Any, dict[str, jax.Array]]:
+            out = None
+            with inner.active():
+                try:
+                    out = recorded(example, **kwargs)
+                except StopForward:  # every wanted layer is recorded
+                    pass
+            return out, inner.outputs
+
+        out, acts = jax.vmap(one)(x if channels_last else jnp.moveaxis(x, -1, 1))
+        if outer is not None:
+            for name in inner.outputs:  # call order (the vmap's dict is sorted)
+                value = acts[name]
+                if not channels_last and value.ndim == 4:
+                    value = jnp.moveaxis(value, 1, -1)
+                info = inner.infos[name]
+                outer.record(name, value, info.kind, info.module)
+        return out
+
+    modules = dict(_submodules(model, ""))
+
+    def module_params(name: str) -> dict[str, np.ndarray]:
+        module = modules.get(name.split("@")[0])
+        return {} if module is None else _own_params(module)
+
+    return run, params, module_params
+
+
+def _children(module: eqx.Module) -> list[tuple[Any, Any]]:
+    leaves, _ = jax.tree_util.tree_flatten_with_path(module, is_leaf=_is_child(module))
+    return leaves
+
+
+def _is_child(module: eqx.Module) -> Callable[[Any], bool]:
+    return lambda node: node is not module and isinstance(node, eqx.Module)
+
+
+def _name(prefix: str, path: Any) -> str:
+    key = jax.tree_util.keystr(path, simple=True, separator=".")
+    return f"{prefix}.{key}" if prefix else key
+
+
+def _submodules(module: eqx.Module, prefix: str) -> Iterator[tuple[str, eqx.Module]]:
+    """``(path, submodule)`` for every module under ``module``, parents first."""
+    for path, node in _children(module):
+        if isinstance(node, eqx.Module):
+            name = _name(prefix, path)
+            yield name, node
+            yield from _submodules(node, name)
+
+
+def _instrument(module: eqx.Module, prefix: str) -> eqx.Module:
+    """A copy of ``module`` with every submodule wrapped in a :class:`_Recorded`."""
+
+    def wrap(path: Any, node: Any) -> Any:
+        if not isinstance(node, eqx.Module):
+            return node
+        name = _name(prefix, path)
+        return _Recorded(_instrument(node, name), name)
+
+    return jax.tree_util.tree_map_with_path(wrap, module, is_leaf=_is_child(module))
+
+
+def _own_params(module: eqx.Module) -> dict[str, np.ndarray]:
+    """The module's arrays by path; a convolution's or linear layer's weight is reported as
+    Flax's ``kernel`` (``(kh, kw, in, out)``, ``(in, out)``) and its bias flat."""
+    arrays, _ = eqx.partition(module, eqx.is_inexact_array)
+    found = {
+        _name("", path): np.asarray(leaf)
+        for path, leaf in jax.tree_util.tree_leaves_with_path(arrays)
+    }
+    if isinstance(module, eqx.nn.Conv | eqx.nn.Linear) and "weight" in found:
+        weight = found.pop("weight")
+        found = {"kernel": np.moveaxis(weight, (0, 1), (-1, -2)), **found}
+        if "bias" in found:
+            found["bias"] = found["bias"].reshape(-1)
+    return found
+
+
+def _default_call_kwargs(model: eqx.Module, call_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``call_kwargs`` plus ``inference=True`` and a fixed ``key`` where ``__call__`` takes
+    them and they were not given (the model is in inference mode: dropout ignores the key)."""
+    kwargs = dict(call_kwargs)
+    signature = inspect.signature(model.__call__)
+    if "inference" in signature.parameters:
+        kwargs.setdefault("inference", True)
+    key = signature.parameters.get("key")
+    if key is not None and key.default is inspect.Parameter.empty:
+        kwargs.setdefault("key", jax.random.PRNGKey(0))
+    return kwargs
