@@ -1,4 +1,4 @@
-"""``jv.Probe``: one view of any Flax or plain-JAX image model.
+"""``jv.Probe``: one view of any Flax, Equinox or plain-JAX image model.
 
 A probe wraps a model without changing it, lists its layers (names, kinds, output shapes,
 parameter counts) and gives pure, jitted functions from an input batch to the outputs of any
@@ -56,8 +56,10 @@ class Probe:
     """Wrap a model to read the output of any of its layers.
 
     Args:
-        model: a ``flax.nnx.Module``; a ``flax.linen.Module`` (then pass ``variables``); or a
-            function ``fn(params, x)`` whose layers are marked with ``jv.tap(name, h)``.
+        model: a ``flax.nnx.Module``; a ``flax.linen.Module`` (then pass ``variables``); an
+            ``equinox.Module`` called on one unbatched ``(C, H, W)`` example (batched with
+            ``jax.vmap``, see :mod:`jaxvis._equinox`); or a function ``fn(params, x)`` whose
+            layers are marked with ``jv.tap(name, h)``.
         variables: the Linen variables, or the plain function's parameters.
         input_shape: one example's shape ``(H, W, C)``. Needed to list layers before the first
             call; inferred from the first batch otherwise.
@@ -100,13 +102,14 @@ class Probe:
         channels_last: bool = False,
     ) -> None:
         self._adapter = _make_adapter(model, variables, dict(call_kwargs or {}), channels_last)
-        self.input_low, self.input_high = _check_range(input_range, mean, std)
-        self.input_range = _range_tuple(self.input_low, self.input_high)
+        low, high = _check_range(input_range, mean, std)
+        self.input_range = _range_tuple(low, high)
+        self.input_low, self.input_high = low.astype(np.float32), high.astype(np.float32)
         self.class_names = tuple(class_names) if class_names is not None else None
         self.input_shape = _check_input_shape(input_shape) if input_shape is not None else None
         if self.input_shape is not None and self.input_low.size not in (1, self.input_shape[-1]):
             raise ValueError(
-                f"input_range has {self.input_low.size} channels but input_shape "
+                f"the input range has {self.input_low.size} channels but input_shape "
                 f"{self.input_shape} has {self.input_shape[-1]}"
             )
         self.token_grid = check_token_grid(token_grid)
@@ -336,7 +339,8 @@ def _make_adapter(
     from flax import nnx
 
     # an Equinox model means Equinox is imported: jaxvis does not need it otherwise
-    eqx_module = (sys.modules["equinox"].Module,) if "equinox" in sys.modules else ()
+    eqx_class = getattr(sys.modules.get("equinox"), "Module", None)
+    eqx_module = () if eqx_class is None else (eqx_class,)
     is_eqx = isinstance(model, eqx_module)
     if isinstance(model, type) and issubclass(model, (nnx.Module, nn.Module, *eqx_module)):
         raise TypeError(
@@ -518,7 +522,7 @@ def _join(path: tuple[str, ...]) -> str:
 def _check_range(
     input_range: Sequence[Any] | None, mean: Any = None, std: Any = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``(low, high)``: float32 arrays of shape ``(C,)`` or ``(1,)`` from ``input_range`` or
+    """``(low, high)``: float64 arrays of shape ``(C,)`` or ``(1,)`` from ``input_range`` or
     ``mean``/``std`` (pixels in ``[0, 1]`` fed as ``(p - mean) / std``)."""
     if mean is not None or std is not None:
         if input_range is not None:
@@ -552,7 +556,7 @@ def _check_range(
             f"input_range must have lo < hi in every channel, got low={low.tolist()}, "
             f"high={high.tolist()} (input_range={input_range!r})"
         )
-    return low.astype(np.float32), high.astype(np.float32)
+    return low, high
 
 
 def _channel_values(value: Any, name: str) -> np.ndarray:

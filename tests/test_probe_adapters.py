@@ -10,6 +10,9 @@ weights, ``jax.vmap(model)``, ``jax.grad`` of the plain vmapped model.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -194,16 +197,29 @@ def test_equinox_sequential_and_channels_last() -> None:
         probe.activations(x, "layers.0")["layers.0"], jnp.moveaxis(inner, 1, -1), rtol=1e-6
     )
 
-    class HWC(eqx.Module):  # a channels-last model: (H, W, C) per call
+    class HWC(eqx.Module):  # channels-last, and a key it must be given
         linear: eqx.nn.Linear
 
-        def __call__(self, x: jax.Array) -> jax.Array:
+        def __call__(self, x: jax.Array, *, key: jax.Array, inference: bool = False) -> jax.Array:
+            assert inference  # the probe runs the model in inference mode
             return self.linear(jv.tap("pixels", x).mean(axis=(0, 1)))
 
     hwc = HWC(eqx.nn.Linear(1, 2, key=k1))
     probe = jv.Probe(hwc, input_shape=(8, 8, 1), channels_last=True)
     np.testing.assert_allclose(probe.activations(x, "pixels")["pixels"], x)
-    np.testing.assert_allclose(probe(x), jax.vmap(hwc)(x), rtol=1e-6)
+    want = jax.vmap(lambda e: hwc(e, key=k2, inference=True))(x)
+    np.testing.assert_allclose(probe(x), want, rtol=1e-6)
+
+
+def test_jaxvis_imports_and_probes_without_equinox() -> None:
+    code = (
+        "import sys; sys.modules['equinox'] = None\n"
+        "import numpy as np, jaxvis as jv\n"
+        "probe = jv.Probe(lambda p, x: jv.tap('h', x * p), 2.0, input_shape=(2, 2, 1))\n"
+        "assert probe.layer_names == ('h',) and 'equinox' not in dir(jv)\n"
+        "assert float(probe(np.ones((1, 2, 2, 1), np.float32)).sum()) == 8.0\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
 # ---------------------------------------------------------------------- errors
@@ -312,8 +328,9 @@ def test_feature_visualisation_stays_in_the_per_channel_range(rgb_params: dict) 
 
 
 def test_scalar_ranges_keep_their_form_and_bad_ranges_are_refused(rgb_params: dict) -> None:
-    probe = jv.Probe(_rgb_fn, rgb_params, input_range=(-1, 1))
-    assert probe.input_range == (-1.0, 1.0) and probe.input_low.tolist() == [-1.0]
+    probe = jv.Probe(_rgb_fn, rgb_params, input_range=(-0.1, 0.9))
+    assert probe.input_range == (-0.1, 0.9) and probe.input_low.shape == (1,)
+    assert probe.input_low.dtype == np.float32 and probe.input_high[0] == np.float32(0.9)
     per_channel = jv.Probe(_rgb_fn, rgb_params, input_range=((0, -1, 0), (1, 1, 2)))
     assert per_channel.input_range == ((0.0, -1.0, 0.0), (1.0, 1.0, 2.0))
     bad = [
