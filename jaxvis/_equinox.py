@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import equinox as eqx
@@ -30,7 +31,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxvis._capture import _ACTIVE, Recorder, StopForward
+from jaxvis._capture import _ACTIVE, SETTING_NAMES, Recorder, StopForward
+
+#: Flax's names for Equinox's layer settings, as summaries and receptive fields read them.
+_EQUINOX_NAMES = {
+    "strides": "stride",
+    "kernel_dilation": "dilation",
+    "feature_group_count": "groups",
+    "features": "out_channels",
+    "rate": "p",
+    "epsilon": "eps",
+}
 
 
 class _Recorded(eqx.Module):
@@ -43,7 +54,7 @@ class _Recorded(eqx.Module):
         out = self.inner(*args, **kwargs)
         recorder = _ACTIVE.get()
         if recorder is not None:
-            recorder.record(self.path, out, type(self.inner).__name__, self.inner)
+            recorder.record(self.path, out, _kind(self.inner), _flax_settings(self.inner))
         return out
 
     def __getattr__(self, name: str) -> Any:  # the model may read its submodules' fields
@@ -132,6 +143,19 @@ def _instrument(module: eqx.Module, prefix: str) -> eqx.Module:
         return _Recorded(_instrument(node, name), name)
 
     return jax.tree_util.tree_map_with_path(wrap, module, is_leaf=_is_child(module))
+
+
+def _kind(module: eqx.Module) -> str:
+    """The class name; for ``eqx.nn.Lambda(jax.nn.relu)`` the function's name (``"relu"``)."""
+    if isinstance(module, eqx.nn.Lambda):
+        return getattr(module.fn, "__name__", "Lambda")
+    return type(module).__name__
+
+
+def _flax_settings(module: eqx.Module) -> SimpleNamespace:
+    """The module's settings under Flax's names (``stride`` as ``strides``, ...)."""
+    found = {name: getattr(module, _EQUINOX_NAMES.get(name, name), None) for name in SETTING_NAMES}
+    return SimpleNamespace(**{name: value for name, value in found.items() if value is not None})
 
 
 def _own_params(module: eqx.Module) -> dict[str, np.ndarray]:

@@ -175,6 +175,21 @@ def test_equinox_grad_cam_equals_a_hand_computed_one(
     assert np.abs(cam).max() > 0
 
 
+def test_equinox_settings_give_receptive_fields_that_equal_the_gradient_support(
+    cnn_probe: jv.Probe,
+) -> None:
+    rows = {row["name"]: row for row in cnn_probe.summary()}
+    assert rows["conv2"]["strides"] == (1, 1) and rows["conv2"]["padding"] == ((1, 1), (1, 1))
+    assert rows["pool"]["kernel_size"] == (2, 2) and rows["pool"]["strides"] == (2, 2)
+    rf = jv.dataset.receptive_field(cnn_probe, "conv2")
+    xs = np.random.default_rng(6).normal(size=(16, H, W, 3)).astype(np.float32)
+    unit = lambda xx: cnn_probe.activations(xx, "conv2")["conv2"][:, 1, 1, 0].sum()  # noqa: E731
+    support = np.abs(np.asarray(jax.grad(unit)(jnp.asarray(xs)))).sum(axis=(0, 3)) > 0
+    rows_hit, cols_hit = np.flatnonzero(support.any(1)), np.flatnonzero(support.any(0))
+    box = (rows_hit[0], cols_hit[0], rows_hit[-1] + 1, cols_hit[-1] + 1)
+    assert rf.size == (8, 8) and rf.stride == (2, 2) and rf.box(1, 1) == box
+
+
 def test_equinox_sequential_and_channels_last() -> None:
     k1, k2 = jax.random.split(jax.random.key(1))
     seq = eqx.nn.Sequential(
@@ -189,6 +204,9 @@ def test_equinox_sequential_and_channels_last() -> None:
     x = np.random.default_rng(1).normal(size=(3, 8, 8, 1)).astype(np.float32)
     probe = jv.Probe(seq, input_shape=(8, 8, 1))
     assert probe.layer_names == ("layers.0", "layers.1", "layers.2", "layers.3", "layers.4")
+    assert [layer.kind for layer in probe.layers][:3] == ["Conv2d", "relu", "MaxPool2d"]
+    guided = jv.attribution.guided_backprop(probe, x, target=0)  # finds the relu Lambda
+    assert guided.settings["layers"] == ("layers.1",) and guided.values.shape == x.shape
     assert probe.layer("layers.2").shape == (3, 3, 4)
     want = jax.vmap(seq)(jnp.moveaxis(x, -1, 1))
     np.testing.assert_allclose(probe(x), want, rtol=1e-6, atol=1e-6)
