@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 
 import equinox as eqx
 import jax
@@ -229,6 +230,34 @@ def test_equinox_sequential_and_channels_last() -> None:
     np.testing.assert_allclose(probe(x), want, rtol=1e-6)
 
 
+def test_two_equinox_probes_traced_at_once_see_only_their_own_layers(cnn: CNN) -> None:
+    barrier = threading.Barrier(2, timeout=60)
+
+    class Waits(eqx.Module):  # holds its trace open until the other probe is tracing too
+        inner: eqx.Module
+
+        def __call__(self, x: jax.Array) -> jax.Array:
+            barrier.wait()
+            return self.inner(x)
+
+    seq = eqx.nn.Sequential([eqx.nn.Conv2d(3, 2, 3, key=jax.random.key(7))])
+    probes = [
+        jv.Probe(Waits(cnn), input_shape=(H, W, 3)),
+        jv.Probe(Waits(seq), input_shape=(H, W, 3)),
+    ]
+    names: dict[int, tuple[str, ...]] = {}
+    threads = [
+        threading.Thread(target=lambda i=i: names.update({i: probes[i].layer_names}))
+        for i in range(2)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert names[0][0] == "inner.conv1" and names[0][-1] == "inner"  # children first
+    assert "inner.layers.0" not in names[0] and names[1] == ("inner.layers.0", "inner")
+
+
 def test_jaxvis_imports_and_probes_without_equinox() -> None:
     code = (
         "import sys; sys.modules['equinox'] = None\n"
@@ -293,6 +322,9 @@ def test_a_model_failing_on_the_input_shape_is_explained_and_chained() -> None:
     probe = jv.Probe(module, variables)  # first run, shape from the batch
     with pytest.raises(ValueError, match=r"input shape \(6, 6, 3\)"):
         probe(np.zeros((1, 6, 6, 3), np.float32))
+    cnn = CNN(jax.random.key(0))  # 3 channels in, given 1
+    with pytest.raises(ValueError, match=r"CNN failed on an input of shape \(10, 10, 1\)"):
+        _ = jv.Probe(cnn, input_shape=(H, W, 1)).layers
 
 
 # ---------------------------------------------------------------------- input ranges
