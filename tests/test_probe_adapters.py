@@ -416,3 +416,6 @@ def test_a_tap_on_an_unused_copy_is_refused_and_a_real_tap_works() -> None:
     cam = jv.attribution.grad_cam(probe, x, target=0, layer="conv", relu=False)
     acts = probe.activations(x, "conv")["conv"]
     np.testing.assert_allclose(cam.extra["layer_map"], acts[..., 0] / 36, rtol=1e-5, atol=1e-7)
+    guided = jv.attribution.guided_backprop(probe, x, target=0, layers=["copy", "conv"])
+    plain = jv.attribution.guided_backprop(probe, x, target=0, layers=["conv"])
+    np.testing.assert_array_equal(guided.values, plain.values)  # the copy changes nothing

@@ -34,10 +34,13 @@ def edited_apply(
     params: Any,
     x: jax.Array,
     edits: Mapping[str, Callable[[jax.Array], jax.Array]],
+    require_output_path: bool = True,
 ) -> tuple[Any, dict[str, jax.Array]]:
     """``(output, {layer: edited activation})`` with each layer's output replaced by ``edit(out)``.
 
-    Later layers compute from the edited value. Safe inside ``jax.jit`` and ``jax.grad``.
+    Later layers compute from the edited value. Safe inside ``jax.jit`` and ``jax.grad``. A
+    layer with no path to the output raises a ``ValueError`` unless ``require_output_path`` is
+    false (guided backprop edits every activation layer; one off the path changes nothing).
     """
     names = list(edits)
 
@@ -60,6 +63,8 @@ def edited_apply(
         while n_out and var not in live:
             eqn = producers.get(var)
             if eqn is None or eqn.primitive.name != "transpose":
+                if not require_output_path:
+                    break
                 raise ValueError(
                     f"layer {name!r}: the tapped value does not reach the model output, so "
                     "its gradient is zero everywhere (a jv.tap on a copy the model does not "

@@ -176,7 +176,7 @@ def _guided_score(probe: Any, tgt: _checks.Target, layers: tuple[str, ...]) -> A
     edits = {name: _clip_negative_grad for name in layers}
 
     def score(params: Any, x: jax.Array, index: jax.Array) -> jax.Array:
-        out, _ = edited_apply(probe, params, x, edits)
+        out, _ = edited_apply(probe, params, x, edits, require_output_path=False)
         return _checks.pick(out, tgt, index)
 
     return score
