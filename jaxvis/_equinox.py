@@ -3,8 +3,12 @@
 jaxvis images are NHWC batches. An Equinox image model is written for one channels-first
 example ``(C, H, W)`` (``eqx.nn.Conv2d``), so the probe transposes each example to CHW, runs
 the model under ``jax.vmap`` and reports every rank-3 activation ``(C, h, w)`` channels-last,
-``(h, w, C)``, like every other model's. ``channels_last=True`` is for a model that takes
-``(H, W, C)`` examples: nothing is transposed then.
+``(h, w, C)``, like every other model's (rank-2 tokens ``(T, D)`` and vectors stay as they
+are; a rank-3 value that is not a map, such as attention weights ``(heads, T, T)`` marked with
+``jv.tap``, is transposed too). ``channels_last=True`` is for a model that takes ``(H, W, C)``
+examples: nothing is transposed then. Layers report their settings under Flax's names
+(``strides``, ``kernel_dilation``), and ``probe.weights()`` gives a convolution's or linear
+layer's weight as Flax's ``kernel`` (``(kh, kw, in, out)``), so every tool reads them alike.
 
 Layers are the outputs of the submodules found through the module tree (fields, and lists,
 tuples and dicts of modules such as ``eqx.nn.Sequential``'s ``layers``), named by attribute
@@ -12,6 +16,11 @@ path (``conv1``, ``layers.0``), plus ``jv.tap`` calls. No class is patched: each
 copy of the model whose submodules are wrapped in recording modules. What a vmapped call
 records is returned from the vmapped function, so no tracer leaks out of the vmap; early
 stopping works inside it too.
+
+The model runs in inference mode (``eqx.nn.inference_mode`` of the probe's copy; the user's
+model is untouched): a ``__call__`` taking ``inference`` gets ``True``, one requiring ``key``
+gets a fixed key, which dropout in inference mode ignores. Stateful layers (``eqx.nn.BatchNorm``
+with ``state``) are not supported.
 
 Example::
 
