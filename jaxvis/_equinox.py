@@ -19,8 +19,10 @@ stopping works inside it too.
 
 The model runs in inference mode (``eqx.nn.inference_mode`` of the probe's copy; the user's
 model is untouched): a ``__call__`` taking ``inference`` gets ``True``, one requiring ``key``
-gets a fixed key, which dropout in inference mode ignores. Stateful layers (``eqx.nn.BatchNorm``
-with ``state``) are not supported.
+gets a fixed key, which dropout in inference mode ignores. A stateful model (``eqx.nn.BatchNorm``
+made with ``eqx.nn.make_with_state``, called as ``model(x, state) -> (out, state)``) is probed
+with its state, ``jv.Probe(model, state)``: BatchNorm in inference mode uses the running
+statistics, and the state's float arrays are parameters like the weights.
 
 Example::
 
@@ -53,7 +55,7 @@ _EQUINOX_NAMES = {
 }
 
 
-class _Recorded(eqx.Module):
+class _Recorded(eqx.nn.StatefulLayer):
     """``inner``, whose output goes to the active recorder as layer ``path``."""
 
     inner: Any
@@ -63,8 +65,11 @@ class _Recorded(eqx.Module):
         out = self.inner(*args, **kwargs)
         recorder = _ACTIVE.get()
         if recorder is not None:
-            recorder.record(self.path, out, _kind(self.inner), _flax_settings(self.inner))
+            recorder.record(self.path, _value(out), _kind(self.inner), _flax_settings(self.inner))
         return out
+
+    def is_stateful(self) -> bool:  # as the wrapped layer, for eqx.nn.Sequential
+        return isinstance(self.inner, eqx.nn.StatefulLayer) and self.inner.is_stateful()
 
     def __getattr__(self, name: str) -> Any:  # the model may read its submodules' fields
         if name == "inner" or name.startswith("__"):
@@ -73,18 +78,28 @@ class _Recorded(eqx.Module):
 
 
 def equinox_parts(
-    model: eqx.Module, call_kwargs: dict[str, Any], channels_last: bool
+    model: eqx.Module, state: eqx.nn.State | None, call_kwargs: dict[str, Any], channels_last: bool
 ) -> tuple[Callable[[Any, jax.Array], Any], Any, Callable[[str], dict[str, np.ndarray]]]:
     """``(run, params, module_params)`` for an Equinox model, in inference mode.
 
-    ``params`` are the model's float arrays (``eqx.partition(model, eqx.is_inexact_array)``);
-    ``run(params, x)`` takes an NHWC batch and is pure.
+    ``params`` are the model's float arrays (``eqx.partition(model, eqx.is_inexact_array)``),
+    paired with the state's when there is one; ``run(params, x)`` takes an NHWC batch and is
+    pure.
     """
-    params, static = eqx.partition(eqx.nn.inference_mode(model), eqx.is_inexact_array)
+    if state is not None and not isinstance(state, eqx.nn.State):
+        raise TypeError(
+            "variables must be None or the model's eqx.nn.State (from eqx.nn.make_with_state) "
+            f"for an equinox.Module, got a {type(state).__name__}"
+        )
+    model_in_inference = eqx.nn.inference_mode(model)
+    tree = model_in_inference if state is None else (model_in_inference, state)
+    params, static = eqx.partition(tree, eqx.is_inexact_array)
     kwargs = _default_call_kwargs(model, call_kwargs)
 
     def run(p: Any, x: jax.Array) -> Any:
-        recorded = _instrument(eqx.combine(p, static), "")
+        combined = eqx.combine(p, static)
+        recorded = _instrument(combined if state is None else combined[0], "")
+        state_args = () if state is None else (combined[1],)
         outer = _ACTIVE.get()
         inner = Recorder(
             wanted=None if outer is None else outer.wanted,
@@ -95,7 +110,7 @@ def equinox_parts(
             out = None
             with inner.active():
                 try:
-                    out = recorded(example, **kwargs)
+                    out = _value(recorded(example, *state_args, **kwargs))
                 except StopForward:  # every wanted layer is recorded
                     pass
             return out, inner.outputs
@@ -143,15 +158,24 @@ def _submodules(module: eqx.Module, prefix: str) -> Iterator[tuple[str, eqx.Modu
 
 
 def _instrument(module: eqx.Module, prefix: str) -> eqx.Module:
-    """A copy of ``module`` with every submodule wrapped in a :class:`_Recorded`."""
+    """A copy of ``module`` with every callable submodule wrapped in a :class:`_Recorded`
+    (others, such as BatchNorm's ``eqx.nn.StateIndex``, are only searched)."""
 
     def wrap(path: Any, node: Any) -> Any:
         if not isinstance(node, eqx.Module):
             return node
         name = _name(prefix, path)
-        return _Recorded(_instrument(node, name), name)
+        inner = _instrument(node, name)
+        return _Recorded(inner, name) if callable(node) else inner
 
     return jax.tree_util.tree_map_with_path(wrap, module, is_leaf=_is_child(module))
+
+
+def _value(out: Any) -> Any:
+    """A stateful layer's output without its state: ``(y, state)`` -> ``y``."""
+    if isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], eqx.nn.State):
+        return out[0]
+    return out
 
 
 def _kind(module: eqx.Module) -> str:

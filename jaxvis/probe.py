@@ -60,7 +60,8 @@ class Probe:
             ``equinox.Module`` called on one unbatched ``(C, H, W)`` example (batched with
             ``jax.vmap``, see :mod:`jaxvis._equinox`); or a function ``fn(params, x)`` whose
             layers are marked with ``jv.tap(name, h)``.
-        variables: the Linen variables, or the plain function's parameters.
+        variables: the Linen variables, the plain function's parameters, or an Equinox model's
+            ``eqx.nn.State`` (BatchNorm statistics; None for a stateless model).
         input_shape: one example's shape ``(H, W, C)``. Needed to list layers before the first
             call; inferred from the first batch otherwise.
         input_range: the range of the model's input pixels: ``(lo, hi)``, or per channel
@@ -360,14 +361,9 @@ def _make_adapter(
         _check_linen_variables(variables)
         adapter = _linen_adapter(model, variables, call_kwargs)
     elif is_eqx:
-        if variables is not None:
-            raise TypeError(
-                "variables must be None for an equinox.Module: its arrays are inside it, got "
-                f"a {type(variables).__name__}"
-            )
         from jaxvis._equinox import equinox_parts
 
-        adapter = _Adapter("equinox", *equinox_parts(model, call_kwargs, channels_last))
+        adapter = _Adapter("equinox", *equinox_parts(model, variables, call_kwargs, channels_last))
     elif callable(model):
         adapter = _function_adapter(model, variables, call_kwargs)
     else:

@@ -54,11 +54,11 @@ class CNN(eqx.Module):
 
 
 def _conv(x: jax.Array, conv: eqx.nn.Conv2d, padding: int) -> jax.Array:
-    """NCHW convolution from the module's weight (O, I, kh, kw) and bias (O, 1, 1)."""
+    """NCHW convolution from the module's weight (O, I, kh, kw) and bias (O, 1, 1) if any."""
     out = jax.lax.conv_general_dilated(
         x, conv.weight, (1, 1), [(padding, padding)] * 2, dimension_numbers=("NCHW", "OIHW", "NCHW")
     )
-    return out + conv.bias[None]
+    return out if conv.bias is None else out + conv.bias[None]
 
 
 def _reference(model: CNN, x_nhwc: jax.Array) -> dict[str, jax.Array]:
@@ -191,6 +191,51 @@ def test_equinox_settings_give_receptive_fields_that_equal_the_gradient_support(
     assert rf.size == (8, 8) and rf.stride == (2, 2) and rf.box(1, 1) == box
 
 
+class Block(eqx.Module):
+    """ResNet style: conv-BatchNorm-relu with a residual, a Sequential head with BatchNorm."""
+
+    conv: eqx.nn.Conv2d
+    bn: eqx.nn.BatchNorm
+    head: eqx.nn.Sequential
+
+    def __init__(self, key: jax.Array) -> None:
+        k1, k2 = jax.random.split(key)
+        self.conv = eqx.nn.Conv2d(3, 3, 3, padding=1, use_bias=False, key=k1)
+        self.bn = eqx.nn.BatchNorm(3, "batch", mode="ema")
+        self.head = eqx.nn.Sequential(
+            [
+                eqx.nn.Conv2d(3, 2, 1, key=k2),
+                eqx.nn.BatchNorm(2, "batch", mode="ema"),
+                eqx.nn.Lambda(jax.nn.relu),
+            ]
+        )
+
+    def __call__(self, x: jax.Array, state: eqx.nn.State) -> tuple[jax.Array, eqx.nn.State]:
+        h, state = self.bn(self.conv(x), state)
+        h, state = self.head(jax.nn.relu(h + x), state)
+        return h.mean(axis=(1, 2)), state
+
+
+def test_equinox_stateful_batchnorm_uses_the_running_statistics(x: np.ndarray) -> None:
+    model, state = eqx.nn.make_with_state(Block)(jax.random.key(8))
+    rng = np.random.default_rng(8)
+    mean, var = rng.normal(size=3).astype(np.float32), rng.uniform(0.5, 2, 3).astype(np.float32)
+    state = state.set(model.bn.ema_state_index, (jnp.asarray(mean), jnp.asarray(var)))
+    probe = jv.Probe(model, state, input_shape=(H, W, 3))
+    assert probe.layer_names == (
+        "conv", "bn", "head.layers.0", "head.layers.1", "head.layers.2", "head",
+    )  # fmt: skip
+    logits, acts = probe.run(x)
+    conv = jnp.moveaxis(_conv(jnp.moveaxis(x, -1, 1), model.conv, 1), 1, -1)
+    want_bn = (conv - mean) / np.sqrt(var + model.bn.eps) * model.bn.weight + model.bn.bias
+    np.testing.assert_allclose(acts["bn"], want_bn, rtol=1e-5, atol=1e-5)
+    inference = eqx.nn.inference_mode(model)
+    want = jax.vmap(lambda e: inference(e, state)[0])(jnp.moveaxis(x, -1, 1))
+    np.testing.assert_allclose(logits, want, rtol=1e-5, atol=1e-6)
+    grads = jax.grad(lambda p: probe.apply(p, x)[0].sum())(probe.params)
+    assert jax.tree.structure(grads) == jax.tree.structure(probe.params)
+
+
 def test_equinox_sequential_and_channels_last() -> None:
     k1, k2 = jax.random.split(jax.random.key(1))
     seq = eqx.nn.Sequential(
@@ -299,7 +344,7 @@ def test_classes_and_wrong_variables_are_refused_with_the_fix() -> None:
         jv.Probe(module, {})
     with pytest.raises(TypeError, match="channels_last is for Equinox models only"):
         jv.Probe(module, variables, channels_last=True)
-    with pytest.raises(TypeError, match="variables must be None for an equinox.Module"):
+    with pytest.raises(TypeError, match="variables must be None or the model's eqx.nn.State"):
         jv.Probe(CNN(jax.random.key(0)), variables)
 
 
