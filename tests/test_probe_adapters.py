@@ -10,6 +10,7 @@ weights, ``jax.vmap(model)``, ``jax.grad`` of the plain vmapped model.
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
 import threading
@@ -18,6 +19,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+import PIL.Image
 import pytest
 from flax import linen as nn
 
@@ -412,6 +414,10 @@ def test_mean_std_gives_per_channel_ranges_baselines_and_pixels(rgb_params: dict
     assert render.from_range(probe.input_low, probe.input_range).tolist() == [0.0, 0.0, 0.0]
     over = render.overlay(normalised, np.zeros((6, 6)), alpha=0.0, image_range=probe.input_range)
     assert np.abs(over.astype(int) - want).max() <= 1
+    from jaxvis.widgets._common import image_png  # what the widgets show as the input
+
+    shown = np.asarray(PIL.Image.open(io.BytesIO(image_png(normalised, probe.input_range, 6))))
+    assert np.abs(shown.astype(int) - want).max() <= 1
 
 
 def test_feature_visualisation_stays_in_the_per_channel_range(rgb_params: dict) -> None:
