@@ -107,12 +107,9 @@ class Probe:
         self.input_range = _range_tuple(low, high)
         self.input_low, self.input_high = low.astype(np.float32), high.astype(np.float32)
         self.class_names = tuple(class_names) if class_names is not None else None
-        self.input_shape = _check_input_shape(input_shape) if input_shape is not None else None
-        if self.input_shape is not None and self.input_low.size not in (1, self.input_shape[-1]):
-            raise ValueError(
-                f"the input range has {self.input_low.size} channels but input_shape "
-                f"{self.input_shape} has {self.input_shape[-1]}"
-            )
+        self.input_shape = None
+        if input_shape is not None:
+            self._set_input_shape(_check_input_shape(input_shape), "input_shape")
         self.token_grid = check_token_grid(token_grid)
         self._layers: tuple[Layer, ...] | None = None
         self._infos: dict[str, LayerInfo] = {}
@@ -302,7 +299,7 @@ class Probe:
         if x.shape[0] == 0:
             raise ValueError(f"{name} is an empty batch: expected at least one image")
         if self.input_shape is None:
-            self.input_shape = tuple(int(d) for d in x.shape[1:])
+            self._set_input_shape(tuple(int(d) for d in x.shape[1:]), name)
         elif tuple(x.shape[1:]) != self.input_shape:
             what = "channel count" if x.shape[1:3] == self.input_shape[:2] else "image shape"
             raise ValueError(
@@ -316,6 +313,15 @@ class Probe:
         if not finite:
             raise ValueError(f"{name} contains NaN or inf values: expected finite pixel values")
         return x
+
+    def _set_input_shape(self, shape: tuple[int, ...], name: str) -> None:
+        """Take ``shape`` as one example's ``(H, W, C)`` if the input range fits its channels."""
+        if self.input_low.size not in (1, shape[-1]):
+            raise ValueError(
+                f"{name} has {shape[-1]} channels (shape {shape}) but the input range has "
+                f"{self.input_low.size}: {self.input_range}"
+            )
+        self.input_shape = shape
 
     def _check_layer_names(self, names: Iterable[str]) -> None:
         known = self.layer_names

@@ -441,11 +441,14 @@ def test_scalar_ranges_keep_their_form_and_bad_ranges_are_refused(rgb_params: di
         (dict(input_range=((0, 0), (1, 1, 1))), ValueError, "one entry per channel"),
         (dict(input_range=((0, 2, 0), (1, 1, 1))), ValueError, "lo < hi in every channel"),
         (dict(input_range=(0, 1, 2)), TypeError, "input_range must be a pair"),
-        (dict(input_range=((0, 0), (1, 1)), input_shape=(6, 6, 3)), ValueError, "2 channels"),
+        (dict(input_range=((0, 0), (1, 1)), input_shape=(6, 6, 3)), ValueError, "range has 2"),
     ]
     for kwargs, error, match in bad:
         with pytest.raises(error, match=match):
             jv.Probe(_rgb_fn, rgb_params, **kwargs)
+    two = jv.Probe(_rgb_fn, rgb_params, input_range=((0, 0), (1, 1)))  # shape from a batch
+    with pytest.raises(ValueError, match=r"x has 3 channels .* the input range has 2"):
+        two(np.zeros((1, 6, 6, 3), np.float32))
 
 
 # ---------------------------------------------------------------------- taps
