@@ -404,10 +404,14 @@ def _explained(run: Callable[[Any, jax.Array], Any], model: str) -> Callable:
             if missing is None:
                 raise _ModelError(_explain(model, x, exc)) from exc
             arg = missing.group(1)
-            value = "False" if arg == "train" else "..."
+            if arg == "state":  # an Equinox model made with eqx.nn.make_with_state
+                fix = "pass the model's state: jv.Probe(model, state)"
+            else:
+                value = "False" if arg == "train" else "..."
+                fix = f"give it with jv.Probe(..., call_kwargs={{{arg!r}: {value}}})"
             raise TypeError(
                 f"{model}.__call__ needs the argument {arg!r}, which the probe does not pass: "
-                f"give it with jv.Probe(..., call_kwargs={{{arg!r}: {value}}}) ({exc})"
+                f"{fix} ({exc})"
             ) from exc
         except Exception as exc:
             raise _ModelError(_explain(model, x, exc)) from exc

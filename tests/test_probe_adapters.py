@@ -223,6 +223,8 @@ def test_equinox_stateful_batchnorm_uses_the_running_statistics(x: np.ndarray) -
     rng = np.random.default_rng(8)
     mean, var = rng.normal(size=3).astype(np.float32), rng.uniform(0.5, 2, 3).astype(np.float32)
     state = state.set(model.bn.ema_state_index, (jnp.asarray(mean), jnp.asarray(var)))
+    with pytest.raises(TypeError, match=r"'state'.*jv.Probe\(model, state\)"):
+        _ = jv.Probe(model, input_shape=(H, W, 3)).layers
     probe = jv.Probe(model, state, input_shape=(H, W, 3))
     assert probe.layer_names == (
         "conv", "bn", "head.layers.0", "head.layers.1", "head.layers.2", "head",
