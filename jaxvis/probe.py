@@ -1,4 +1,4 @@
-"""``jv.Probe``: one view of any Flax or plain-JAX image model.
+"""``jv.Probe``: one view of any Flax, Equinox or plain-JAX image model.
 
 A probe wraps a model without changing it, lists its layers (names, kinds, output shapes,
 parameter counts) and gives pure, jitted functions from an input batch to the outputs of any
@@ -8,8 +8,10 @@ chosen layers. Every jaxvis tool is built on it.
 from __future__ import annotations
 
 import difflib
+import re
+import sys
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
 import jax
@@ -44,7 +46,7 @@ class Layer(NamedTuple):
 class _Adapter:
     """How to call one kind of model as a pure function ``run(params, x)``."""
 
-    kind: str  # "nnx", "linen" or "function"
+    kind: str  # "nnx", "linen", "equinox" or "function"
     run: Callable[[Any, jax.Array], Any]
     params: Any
     module_params: Callable[[str], dict[str, np.ndarray]]
@@ -54,21 +56,36 @@ class Probe:
     """Wrap a model to read the output of any of its layers.
 
     Args:
-        model: a ``flax.nnx.Module``; a ``flax.linen.Module`` (then pass ``variables``); or a
-            function ``fn(params, x)`` whose layers are marked with ``jv.tap(name, h)``.
-        variables: the Linen variables, or the plain function's parameters.
+        model: a ``flax.nnx.Module``; a ``flax.linen.Module`` (then pass ``variables``); an
+            ``equinox.Module`` called on one unbatched ``(C, H, W)`` example (batched with
+            ``jax.vmap``, see :mod:`jaxvis._equinox`); or a function ``fn(params, x)`` whose
+            layers are marked with ``jv.tap(name, h)``.
+        variables: the Linen variables, the plain function's parameters, or an Equinox model's
+            ``eqx.nn.State`` (BatchNorm statistics; None for a stateless model).
         input_shape: one example's shape ``(H, W, C)``. Needed to list layers before the first
             call; inferred from the first batch otherwise.
-        input_range: the ``(lo, hi)`` range of the model's input pixels.
+        input_range: the range of the model's input pixels: ``(lo, hi)``, or per channel
+            ``((lo_r, lo_g, lo_b), (hi_r, hi_g, hi_b))``. Default ``(0, 1)``.
+        mean, std: instead of ``input_range``, the per-channel normalisation of a model fed
+            ``(p - mean) / std`` for pixels ``p`` in ``[0, 1]`` (e.g. ImageNet's); the range is
+            then ``((0 - mean) / std, (1 - mean) / std)``.
         class_names: names of the output classes, for widgets and reports.
         call_kwargs: extra keyword arguments for every model call (e.g. ``{"train": False}``).
         token_grid: ``(rows, cols)`` of the patch grid of a token model (a ViT); inferred from
             the token count and the input's aspect ratio when None (see :mod:`jaxvis.layout`).
+        channels_last: for an ``equinox.Module`` whose ``__call__`` takes one ``(H, W, C)``
+            example; by default Equinox models take ``(C, H, W)`` (see :mod:`jaxvis._equinox`).
+
+    The input range is ``input_low`` and ``input_high``: float32 arrays of shape ``(C,)``, or
+    ``(1,)`` for one range shared by all channels, broadcastable over NHWC batches.
+    ``input_range`` is ``(lo, hi)`` in the shared case, ``(lows, highs)`` per channel.
 
     Example::
 
         probe = jv.Probe(model, input_shape=(28, 28, 1))
         acts = probe.activations(x, layers=["conv3"])   # {"conv3": (N, 14, 14, 8)}
+        probe = jv.Probe(resnet, variables, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+        probe.input_low                                 # [-2.118, -2.036, -1.804]
     """
 
     def __init__(
@@ -77,15 +94,22 @@ class Probe:
         variables: Any = None,
         *,
         input_shape: Sequence[int] | None = None,
-        input_range: tuple[float, float] = (0.0, 1.0),
+        input_range: Sequence[Any] | None = None,
+        mean: Sequence[float] | float | None = None,
+        std: Sequence[float] | float | None = None,
         class_names: Sequence[str] | None = None,
         call_kwargs: dict[str, Any] | None = None,
         token_grid: Sequence[int] | None = None,
+        channels_last: bool = False,
     ) -> None:
-        self._adapter = _make_adapter(model, variables, dict(call_kwargs or {}))
-        self.input_range = _check_range(input_range)
+        self._adapter = _make_adapter(model, variables, dict(call_kwargs or {}), channels_last)
+        low, high = _check_range(input_range, mean, std)
+        self.input_range = _range_tuple(low, high)
+        self.input_low, self.input_high = low.astype(np.float32), high.astype(np.float32)
         self.class_names = tuple(class_names) if class_names is not None else None
-        self.input_shape = _check_input_shape(input_shape) if input_shape is not None else None
+        self.input_shape = None
+        if input_shape is not None:
+            self._set_input_shape(_check_input_shape(input_shape), "input_shape")
         self.token_grid = check_token_grid(token_grid)
         self._layers: tuple[Layer, ...] | None = None
         self._infos: dict[str, LayerInfo] = {}
@@ -95,7 +119,7 @@ class Probe:
 
     @property
     def kind(self) -> str:
-        """``"nnx"``, ``"linen"`` or ``"function"``."""
+        """``"nnx"``, ``"linen"``, ``"equinox"`` or ``"function"``."""
         return self._adapter.kind
 
     @property
@@ -280,7 +304,7 @@ class Probe:
         if x.shape[0] == 0:
             raise ValueError(f"{name} is an empty batch: expected at least one image")
         if self.input_shape is None:
-            self.input_shape = tuple(int(d) for d in x.shape[1:])
+            self._set_input_shape(tuple(int(d) for d in x.shape[1:]), name)
         elif tuple(x.shape[1:]) != self.input_shape:
             what = "channel count" if x.shape[1:3] == self.input_shape[:2] else "image shape"
             raise ValueError(
@@ -294,6 +318,15 @@ class Probe:
         if not finite:
             raise ValueError(f"{name} contains NaN or inf values: expected finite pixel values")
         return x
+
+    def _set_input_shape(self, shape: tuple[int, ...], name: str) -> None:
+        """Take ``shape`` as one example's ``(H, W, C)`` if the input range fits its channels."""
+        if self.input_low.size not in (1, shape[-1]):
+            raise ValueError(
+                f"{name} has {shape[-1]} channels (shape {shape}) but the input range has "
+                f"{self.input_low.size}: {self.input_range}"
+            )
+        self.input_shape = shape
 
     def _check_layer_names(self, names: Iterable[str]) -> None:
         known = self.layer_names
@@ -311,24 +344,128 @@ class Probe:
 # ---------------------------------------------------------------------- adapters
 
 
-def _make_adapter(model: Any, variables: Any, call_kwargs: dict[str, Any]) -> _Adapter:
+def _make_adapter(
+    model: Any, variables: Any, call_kwargs: dict[str, Any], channels_last: bool = False
+) -> _Adapter:
     from flax import linen as nn
     from flax import nnx
 
+    # an Equinox model means Equinox is imported: jaxvis does not need it otherwise
+    eqx_class = getattr(sys.modules.get("equinox"), "Module", None)
+    eqx_module = () if eqx_class is None else (eqx_class,)
+    is_eqx = isinstance(model, eqx_module)
+    if isinstance(model, type) and issubclass(model, (nnx.Module, nn.Module, *eqx_module)):
+        raise TypeError(
+            f"model must be a model instance, got the class {model.__name__}: create the model "
+            f"first, e.g. jv.Probe({model.__name__}(...){', variables' * (variables is not None)})"
+        )
+    if channels_last and not is_eqx:
+        raise TypeError(
+            f"channels_last is for Equinox models only, got a {type(model).__name__}: "
+            "jaxvis images are always NHWC"
+        )
     if isinstance(model, nnx.Module):
         if variables is not None:
             raise TypeError("variables must be None for an nnx.Module: its state is inside it")
-        return _nnx_adapter(model, call_kwargs)
-    if isinstance(model, nn.Module):
-        if variables is None:
-            raise TypeError("a flax.linen.Module needs its variables: jv.Probe(module, variables)")
-        return _linen_adapter(model, variables, call_kwargs)
-    if callable(model):
-        return _function_adapter(model, variables, call_kwargs)
-    raise TypeError(
-        "model must be a flax.nnx.Module, a flax.linen.Module or a function fn(params, x), "
-        f"got {type(model).__name__}"
+        adapter = _nnx_adapter(model, call_kwargs)
+    elif isinstance(model, nn.Module):
+        _check_linen_variables(variables)
+        adapter = _linen_adapter(model, variables, call_kwargs)
+    elif is_eqx:
+        from jaxvis._equinox import equinox_parts
+
+        adapter = _Adapter("equinox", *equinox_parts(model, variables, call_kwargs, channels_last))
+    elif callable(model):
+        adapter = _function_adapter(model, variables, call_kwargs)
+    else:
+        raise TypeError(
+            "model must be a flax.nnx.Module, a flax.linen.Module, an equinox.Module or a "
+            f"function fn(params, x), got {type(model).__name__}"
+        )
+    return replace(adapter, run=_explained(adapter.run, _model_name(model)))
+
+
+def _model_name(model: Any) -> str:
+    return getattr(model, "__name__", None) or type(model).__name__
+
+
+def _explained(run: Callable[[Any, jax.Array], Any], model: str) -> Callable:
+    """``run`` whose errors (a model that does not fit the input) say what to check.
+
+    A missing keyword argument such as ``train`` stays a ``TypeError`` with a hint; any
+    other error becomes a ``ValueError`` naming the model and the input shape, chained to the
+    original.
+    """
+
+    def guarded(params: Any, x: jax.Array) -> Any:
+        try:
+            return run(params, x)
+        except StopForward:
+            raise
+        except _ModelError:
+            raise  # a probe inside a probe: explained once
+        except TypeError as exc:
+            missing = re.search(r"missing \d+ required .*?argument.*?'(\w+)'", str(exc))
+            if missing is None:
+                raise _ModelError(_explain(model, x, exc)) from exc
+            arg = missing.group(1)
+            if arg == "state":  # an Equinox model made with eqx.nn.make_with_state
+                fix = "pass the model's state: jv.Probe(model, state)"
+            else:
+                value = "False" if arg == "train" else "..."
+                fix = f"give it with jv.Probe(..., call_kwargs={{{arg!r}: {value}}})"
+            raise TypeError(
+                f"{model}.__call__ needs the argument {arg!r}, which the probe does not pass: "
+                f"{fix} ({exc})"
+            ) from exc
+        except Exception as exc:
+            raise _ModelError(_explain(model, x, exc)) from exc
+
+    return guarded
+
+
+class _ModelError(ValueError):
+    """A model failed on the probe's input; raised once, chained to the model's own error."""
+
+
+def _explain(model: str, x: jax.Array, exc: Exception) -> str:
+    text = str(exc)
+    shape = tuple(x.shape[1:])
+    if any(word in text.lower() for word in ("dimension", "shape", "size", "incompatible")):
+        cause = (
+            f"the input shape {shape} (H, W, C) does not fit the model: check input_shape "
+            "(the channel count first) or the batch you passed"
+        )
+    else:
+        cause = "see the model's error below"
+    return (
+        f"model {model} failed on an input of shape {shape} (H, W, C): {cause}. "
+        f"The model said: {type(exc).__name__}: {text}"
     )
+
+
+def _check_linen_variables(variables: Any) -> None:
+    """``variables`` must be the whole dict of ``module.init`` (``{"params": ...}``)."""
+    if variables is None:
+        raise TypeError("a flax.linen.Module needs its variables: jv.Probe(module, variables)")
+    if not hasattr(variables, "keys"):
+        raise TypeError(
+            "variables must be the dict returned by module.init(key, x), got a "
+            f"{type(variables).__name__}"
+        )
+    if not variables:
+        raise ValueError(
+            "variables is empty ({}): expected the dict returned by module.init(key, x), "
+            "e.g. {'params': ...}"
+        )
+    if "params" not in variables:
+        names = {path[-1] for path, _ in _flat_items(variables) if path}
+        if names & {"kernel", "bias", "scale", "embedding"}:
+            raise ValueError(
+                "variables looks like variables['params'] (keys "
+                f"{', '.join(map(repr, list(variables)[:4]))}), not the whole variables: pass "
+                "the full dict from module.init, jv.Probe(module, variables)"
+            )
 
 
 def _nnx_adapter(model: Any, call_kwargs: dict[str, Any]) -> _Adapter:
@@ -393,14 +530,64 @@ def _join(path: tuple[str, ...]) -> str:
     return ".".join(parts)
 
 
-def _check_range(input_range: Any) -> tuple[float, float]:
+def _check_range(
+    input_range: Sequence[Any] | None, mean: Any = None, std: Any = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(low, high)``: float64 arrays of shape ``(C,)`` or ``(1,)`` from ``input_range`` or
+    ``mean``/``std`` (pixels in ``[0, 1]`` fed as ``(p - mean) / std``)."""
+    if mean is not None or std is not None:
+        if input_range is not None:
+            raise TypeError(
+                f"give input_range or mean/std, not both: got input_range={input_range!r}, "
+                f"mean={mean!r}, std={std!r}"
+            )
+        if mean is None or std is None:
+            raise TypeError(f"mean and std go together, got mean={mean!r}, std={std!r}")
+        m, s = _channel_values(mean, "mean"), _channel_values(std, "std")
+        if not np.all(s > 0):
+            raise ValueError(f"std must be > 0 for every channel, got {std!r}")
+        low, high = (0.0 - m) / s, (1.0 - m) / s
+    else:
+        pair = (0.0, 1.0) if input_range is None else input_range
+        if isinstance(pair, str) or not hasattr(pair, "__len__") or len(pair) != 2:
+            raise TypeError(
+                "input_range must be a pair (lo, hi) or per channel ((lo, ...), (hi, ...)), "
+                f"got {input_range!r}"
+            )
+        low, high = (_channel_values(v, "input_range") for v in pair)
     try:
-        lo, hi = (float(v) for v in input_range)
+        low, high = np.broadcast_arrays(low, high)
+    except ValueError:
+        raise ValueError(
+            f"per-channel values must have one entry per channel, got {low.size} and "
+            f"{high.size} (input_range={input_range!r}, mean={mean!r}, std={std!r})"
+        ) from None
+    if not np.all(low < high):
+        raise ValueError(
+            f"input_range must have lo < hi in every channel, got low={low.tolist()}, "
+            f"high={high.tolist()} (input_range={input_range!r})"
+        )
+    return low, high
+
+
+def _channel_values(value: Any, name: str) -> np.ndarray:
+    """A finite number or one per channel, as a float64 array of shape ``(1,)`` or ``(C,)``."""
+    try:
+        arr = np.asarray(value, np.float64).reshape(-1)
     except (TypeError, ValueError):
-        raise TypeError(f"input_range must be a pair (lo, hi), got {input_range!r}") from None
-    if not lo < hi:
-        raise ValueError(f"input_range must have lo < hi, got {input_range!r}")
-    return lo, hi
+        raise TypeError(
+            f"{name} must be a number or one number per channel, got {value!r}"
+        ) from None
+    if arr.size == 0 or np.ndim(value) > 1 or not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} must be finite numbers, one or one per channel: got {value!r}")
+    return arr
+
+
+def _range_tuple(low: np.ndarray, high: np.ndarray) -> tuple[Any, Any]:
+    """``(lo, hi)`` floats for one shared range, ``(lows, highs)`` tuples per channel."""
+    if low.size == 1:
+        return float(low[0]), float(high[0])
+    return tuple(low.tolist()), tuple(high.tolist())
 
 
 def _check_input_shape(shape: Sequence[int]) -> tuple[int, ...]:

@@ -155,7 +155,7 @@ def patches(
     result: TopK,
     channel: int,
     *,
-    fill: float | None = None,
+    fill: float | np.ndarray | None = None,
 ) -> list[np.ndarray] | np.ndarray:
     """The input patches under ``channel``'s top-k units: what each unit actually saw.
 
@@ -165,8 +165,9 @@ def patches(
         result: what :func:`jaxvis.dataset.top_k` returned.
         channel: the channel.
         fill: None returns a list of the ``k`` crops, clipped at the image borders (so border
-            patches are smaller); a number returns one ``(k, size_h, size_w, C)`` array with
-            the receptive field's part outside the image set to ``fill``.
+            patches are smaller); a number (or one per channel, e.g. ``probe.input_low``)
+            returns one ``(k, size_h, size_w, C)`` array with the receptive field's part
+            outside the image set to ``fill``.
 
     Example::
 

@@ -73,10 +73,10 @@ def fmt(value: float) -> str:
     return f"{v:.2g}"
 
 
-def image_png(x: np.ndarray, input_range: tuple[float, float], size: int = 196) -> bytes:
-    """PNG of one input image ``(H, W, C)`` mapped from the probe's input range, upscaled."""
-    lo, hi = input_range
-    x01 = render.normalize(x, "layer", vmin=lo, vmax=hi)
+def image_png(x: np.ndarray, input_range: Any, size: int = 196) -> bytes:
+    """PNG of one input image ``(H, W, C)`` mapped from the probe's input range (one pair or
+    one per channel), upscaled."""
+    x01 = render.from_range(x, input_range, "input_range")
     if x01.shape[-1] == 1:
         rgb = render.colorize(x01[..., 0], "gray")
     elif x01.shape[-1] == 3:

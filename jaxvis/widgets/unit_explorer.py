@@ -219,14 +219,15 @@ class UnitExplorer(W.VBox):
     def _draw_top(self) -> None:
         res = self.top_k(self.layer)
         c = self.channel
-        lo, hi = self.probe.input_range
+        value_range = self.probe.input_range
         idx = res.indices[c]
         try:
             boxes = ds.patch_boxes(self.probe, res, c)
         except Exception:  # noqa: BLE001 - no receptive field (explained under the patches)
             boxes = [None] * len(idx)
         tiles = [
-            _with_box(_to_rgb(self.dataset[i], lo, hi), b) for i, b in zip(idx, boxes, strict=True)
+            _with_box(_to_rgb(self.dataset[i], value_range), b)
+            for i, b in zip(idx, boxes, strict=True)
         ]
         self.top_image.value = render.png_bytes(render.grid(tiles, normalize="none", scale=1))
         self.top_caption.value = _caption(
@@ -235,7 +236,7 @@ class UnitExplorer(W.VBox):
             "scores " + " ".join(fmt(v) for v in res.values[c][:9]),
         )
         try:
-            crops = ds.patches(self.probe, self.dataset, res, c, fill=lo)
+            crops = ds.patches(self.probe, self.dataset, res, c, fill=self.probe.input_low)
             if res.positions is None:
                 what = "whole images (a dense layer sees everything)"
             else:
@@ -247,7 +248,7 @@ class UnitExplorer(W.VBox):
                 "patches unavailable", f"{type(exc).__name__}: {exc}"
             )
             return
-        patch_tiles = [_upscaled(_to_rgb(p, lo, hi)) for p in np.asarray(crops)]
+        patch_tiles = [_upscaled(_to_rgb(p, value_range)) for p in np.asarray(crops)]
         self.patch_image.value = render.png_bytes(
             render.grid(patch_tiles, normalize="none", scale=1)
         )
@@ -375,9 +376,10 @@ def _caption(*lines: str) -> str:
     return f"<div style='font-size:11px;line-height:1.3;color:#333'>{body}</div>"
 
 
-def _to_rgb(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    """uint8 RGB of an image ``(h, w, C)`` in ``[lo, hi]``; other channel counts show ch. 0."""
-    x01 = np.clip((np.asarray(x, np.float32) - lo) / (hi - lo), 0.0, 1.0)
+def _to_rgb(x: np.ndarray, value_range: Any) -> np.ndarray:
+    """uint8 RGB of an image ``(h, w, C)`` in the probe's ``input_range``; other channel counts
+    show ch. 0."""
+    x01 = render.from_range(np.asarray(x, np.float32), value_range, "input_range")
     if x01.shape[-1] != 3:
         x01 = np.repeat(x01[..., :1], 3, axis=-1)
     return render.to_uint8(x01)
