@@ -3,11 +3,11 @@
 jaxvis images are NHWC batches. An Equinox image model is written for one channels-first
 example ``(C, H, W)`` (``eqx.nn.Conv2d``), so the probe transposes each example to CHW, runs
 the model under ``jax.vmap`` and reports every rank-3 activation ``(C, h, w)`` channels-last,
-``(h, w, C)``, like every other model's (rank-2 tokens ``(T, D)`` and vectors stay as they
-are; a rank-3 value that is not a map, such as attention weights ``(heads, T, T)`` marked with
-``jv.tap``, is transposed too). ``channels_last=True`` is for a model that takes ``(H, W, C)``
-examples: nothing is transposed then. Layers report their settings under Flax's names
-(``strides``, ``kernel_dilation``), and ``probe.weights()`` gives a convolution's or linear
+``(h, w, C)``, like every other model's (rank-2 tokens ``(T, D)``, vectors and attention
+weights ``(heads, T, T)`` tapped with ``kind="attention"`` stay as they are).
+``channels_last=True`` is for a model that takes ``(H, W, C)`` examples: nothing is
+transposed then. Layers report their settings under Flax's names (``strides``,
+``kernel_dilation``), and ``probe.weights()`` gives a convolution's or linear
 layer's weight as Flax's ``kernel`` (``(kh, kw, in, out)``), so every tool reads them alike.
 
 Layers are the outputs of the submodules found through the module tree (fields, and lists,
@@ -119,9 +119,9 @@ def equinox_parts(
         if outer is not None:
             for name in inner.outputs:  # call order (the vmap's dict is sorted)
                 value = acts[name]
-                if not channels_last and value.ndim == 4:
-                    value = jnp.moveaxis(value, 1, -1)
                 info = inner.infos[name]
+                if not channels_last and value.ndim == 4 and info.kind != "attention":
+                    value = jnp.moveaxis(value, 1, -1)
                 outer.record(name, value, info.kind, info.module)
         return out
 
