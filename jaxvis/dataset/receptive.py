@@ -1,17 +1,26 @@
-"""Receptive fields from the layers' settings, and the input patches under a unit.
+"""Receptive fields: which input pixels each unit of a layer sees, and the patches under units.
 
-:func:`receptive_field` walks the probe's layers in call order up to the chosen one and
-composes, for every layer that has them, its kernel (or pooling window) size, dilation, stride
-and padding (as ``Probe.summary()`` reports them), with the standard recurrence
-``size += (kernel - 1) * jump; start -= pad_low * jump; jump *= stride``. Layers that keep the
-spatial size (activations, normalisation, dropout, containers, 1x1 dense layers) are identity.
-``'SAME'`` padding is resolved as XLA does (``pad_low = total // 2``).
+The receptive field of a unit is the support of its input gradient: the pixels with a
+differentiable path to it. :func:`receptive_field` finds it for any graph (residual branches,
+functional ``nn.max_pool``/``nn.avg_pool``, dilations, strides, attention) in one of two ways:
 
-Assumptions, checked where they can be: the layers run one after another (a chain; the main
-path of a residual block is followed, shortcuts are not), and every change of spatial size
-happens in a layer with those settings. A size change anywhere else, e.g. a functional
-``nn.max_pool`` call that is not a module, raises a ``ValueError`` saying where, rather than
-guessing; wrapping the call in a module (``jv.zoo.MaxPool``) fixes it.
+* ``method="settings"`` (the fast path): trace the model up to the layer and compose the
+  kernel, stride, dilation and padding of every convolution and pool in the traced program
+  with ``size += (k - 1) * jump; start -= pad_low * jump; jump *= stride``. It applies to a
+  chain (convolutions, pools, pointwise layers, normalisations) and refuses, naming the
+  operation, anything else: a residual join of two paths that see different windows, a
+  reshape to tokens, a gather.
+* ``method="gradient"`` (exact for any graph): the structural support of the input gradient
+  of a few units (see :mod:`jaxvis.dataset._structure`), from which ``size``, ``stride`` and
+  ``start`` are read and then checked on every probed unit, border units included.
+
+``method="auto"`` (the default) takes the fast path where it applies and the gradient
+otherwise; both agree wherever both apply (tested). Results are cached per (probe, layer).
+
+Token layers (a ViT) are read on their patch grid (:mod:`jaxvis.layout`): unit ``(row, col)``
+is the token of patch ``(row, col)``. A token after global attention sees the whole image:
+``is_global`` is then True and ``size`` is the image; the prefix tokens' (class token's)
+boxes are in ``prefix_boxes``.
 
 Example::
 
@@ -23,29 +32,50 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import weakref
+from dataclasses import dataclass, replace
 from typing import Any
 
+import jax
 import numpy as np
 
+from jaxvis._xla import jit
+from jaxvis.dataset._structure import UnsupportedError, compose_settings, support_fn
 from jaxvis.dataset.topk import TopK, _check_channel
+from jaxvis.layout import LayerLayout, TokenGrid
 from jaxvis.probe import Probe
 
-__all__ = ["ReceptiveField", "patch_boxes", "patches", "receptive_field"]
+__all__ = ["METHODS", "ReceptiveField", "patch_boxes", "patches", "receptive_field"]
+
+#: the ways :func:`receptive_field` can compute a field
+METHODS = ("auto", "settings", "gradient")
+#: units probed per axis beyond which the second (ambiguity-resolving) round subsamples
+_MAX_UNITS = 64
+
+Box = tuple[int, int, int, int]
 
 
 @dataclass(frozen=True)
 class ReceptiveField:
-    """The input window of every unit of a spatial layer.
+    """The input window of every unit of a spatial layer (or of a token layer's patch grid).
 
     Unit ``(i, j)`` sees input rows ``start[0] + i * stride[0]`` up to (excluding)
     ``start[0] + i * stride[0] + size[0]``, and likewise columns; ``start`` is negative where
-    padding reaches over the image border.
+    padding reaches over the image border. ``stride`` is 0 along an axis where every unit sees
+    the same rows (or columns), e.g. after global attention.
 
     Attributes:
         layer: the layer's name; ``size``, ``stride``, ``start``: ``(rows, cols)`` pairs;
-        input_shape: the image shape ``(H, W, C)``; layer_shape: the layer's ``(h, w, c)``.
+        input_shape: the image shape ``(H, W, C)``; layer_shape: the layer's output shape.
+        is_global: every unit sees the whole image.
+        method: ``"settings"`` or ``"gradient"``, the way the field was found.
+        equivariant: False when the units' supports are not translates of one another (then
+            ``note`` says how, and :meth:`window`/:meth:`box` raise instead of guessing).
+        note: what the image could not tell (e.g. a field reaching past the border for every
+            unit, where ``size`` is the smallest consistent one), or why not equivariant.
+        grid: the patch grid of a token layer, else None.
+        prefix_boxes: for a token layer, the box each prefix token (class token) sees, None
+            for one that sees no pixel.
     """
 
     layer: str
@@ -54,25 +84,58 @@ class ReceptiveField:
     start: tuple[int, int]
     input_shape: tuple[int, ...]
     layer_shape: tuple[int, ...]
+    is_global: bool = False
+    method: str = "settings"
+    equivariant: bool = True
+    note: str = ""
+    grid: TokenGrid | None = None
+    prefix_boxes: tuple[Box | None, ...] = ()
 
-    def window(self, row: int, col: int) -> tuple[int, int, int, int]:
+    @property
+    def units(self) -> tuple[int, int]:
+        """``(rows, cols)`` of units: the layer's spatial size, or the patch grid."""
+        if self.grid is not None:
+            return self.grid.rows, self.grid.cols
+        return self.layer_shape[0], self.layer_shape[1]
+
+    def window(self, row: int, col: int) -> Box:
         """``(top, left, bottom, right)`` of unit ``(row, col)``'s window, not clipped."""
+        if not self.equivariant:
+            raise ValueError(f"layer {self.layer!r} has no single window shape: {self.note}")
+        rows, cols = self.units
+        if not (0 <= int(row) < rows and 0 <= int(col) < cols):
+            raise ValueError(
+                f"unit (row, col) must lie in the {rows}x{cols} grid of layer {self.layer!r}, "
+                f"got ({row}, {col})"
+            )
         top = self.start[0] + int(row) * self.stride[0]
         left = self.start[1] + int(col) * self.stride[1]
         return top, left, top + self.size[0], left + self.size[1]
 
-    def box(self, row: int, col: int) -> tuple[int, int, int, int]:
+    def box(self, row: int, col: int) -> Box:
         """The window clipped to the image: ``image[top:bottom, left:right]`` is the patch."""
         top, left, bottom, right = self.window(row, col)
         h, w = self.input_shape[:2]
         return max(top, 0), max(left, 0), min(bottom, h), min(right, w)
 
 
-def receptive_field(probe: Probe, layer: str) -> ReceptiveField:
-    """The receptive field of the units of ``layer`` (a layer with ``(H, W, C)`` outputs).
+_CACHE: weakref.WeakKeyDictionary[Probe, dict[tuple[str, str], ReceptiveField]] = (
+    weakref.WeakKeyDictionary()
+)
 
-    Raises ``ValueError`` for a layer without spatial axes (every unit sees the whole input),
-    or when the spatial size changes outside a layer with kernel/window settings.
+
+def receptive_field(probe: Probe, layer: str, *, method: str = "auto") -> ReceptiveField:
+    """The receptive field of the units of ``layer``: a spatial ``(H, W, C)`` layer, or a token
+    layer over a patch grid.
+
+    Args:
+        probe: the model's probe.
+        layer: the layer's name.
+        method: ``"auto"`` (settings where they apply, else the gradient), ``"settings"``
+            (raises ``ValueError`` naming what it cannot describe) or ``"gradient"``.
+
+    Raises ``ValueError`` for a layer without spatial axes or patch grid (a vector: each unit
+    sees the whole input; attention weights).
 
     Example::
 
@@ -81,53 +144,219 @@ def receptive_field(probe: Probe, layer: str) -> ReceptiveField:
     """
     if not isinstance(probe, Probe):
         raise TypeError(f"probe must be a jaxvis.Probe, got {type(probe).__name__}")
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     target = probe.layer(layer)  # unknown names raise with suggestions
-    if len(target.shape) != 3:
+    lay = probe.layout(layer)
+    if lay.kind == "vector":
         raise ValueError(
             f"layer {layer!r} has outputs of shape {target.shape}, without spatial axes: "
             "each of its units sees the whole input"
         )
-    rows = probe.summary()
-    cur = tuple(probe.input_shape[:2])
-    size, jump, start = [1, 1], [1, 1], [0, 0]
-    for row in rows:
-        shape = tuple(row["shape"])
-        spatial = shape[:2] if len(shape) == 3 else None
-        geometry = _geometry(row)
-        if geometry is not None and spatial is not None:
-            kernel, stride, dilation, padding = geometry
-            k_eff = [(kernel[a] - 1) * dilation[a] + 1 for a in range(2)]
-            pads = [_pad_low(padding, a, cur[a], k_eff[a], stride[a], row["name"]) for a in (0, 1)]
-            out = (pads[0][1], pads[1][1])
-            if out != spatial:
-                raise ValueError(
-                    f"cannot compute the receptive field of {layer!r}: layer {row['name']!r} "
-                    f"({row['kind']}) would map {cur[0]}x{cur[1]} to {out[0]}x{out[1]} but "
-                    f"outputs {spatial[0]}x{spatial[1]}: its input was resized by an operation "
-                    "that is not a layer (e.g. a functional nn.max_pool); make that operation "
-                    "a module (e.g. jv.zoo.MaxPool)"
-                )
-            for a in range(2):
-                size[a] += (k_eff[a] - 1) * jump[a]
-                start[a] -= pads[a][0] * jump[a]
-                jump[a] *= stride[a]
-            cur = spatial
-        elif spatial is not None and spatial != cur:
-            raise ValueError(
-                f"cannot compute the receptive field of {layer!r}: layer {row['name']!r} "
-                f"({row['kind']}) changes the spatial size from {cur[0]}x{cur[1]} to "
-                f"{spatial[0]}x{spatial[1]} without kernel_size/window_shape settings"
-            )
-        if row["name"] == target.name:
-            break
-    return ReceptiveField(
-        layer=target.name,
-        size=(size[0], size[1]),
-        stride=(jump[0], jump[1]),
-        start=(start[0], start[1]),
+    if lay.spatial_shape is None:
+        raise ValueError(
+            f"layer {layer!r} has outputs of shape {target.shape} ({lay.kind}): receptive "
+            "fields need a spatial (H, W, C) layer or tokens over a patch grid"
+        )
+    cache = _CACHE.setdefault(probe, {})
+    key = (target.name, method)
+    if key not in cache:
+        cache[key] = _compute(probe, target.name, lay, method)
+    return cache[key]
+
+
+def _compute(probe: Probe, name: str, lay: LayerLayout, method: str) -> ReceptiveField:
+    closed = _trace(probe, name)
+    base = ReceptiveField(
+        layer=name,
+        size=(0, 0),
+        stride=(0, 0),
+        start=(0, 0),
         input_shape=tuple(probe.input_shape),
-        layer_shape=tuple(target.shape),
+        layer_shape=tuple(lay.shape),
+        grid=lay.grid if lay.kind == "tokens" else None,
     )
+    if method != "gradient":
+        why = "it is a token layer" if lay.kind == "tokens" else ""
+        if not why:
+            found = compose_settings(closed, len(closed.jaxpr.invars) - 1)
+            if not isinstance(found, str):
+                rf = replace(base, size=found[0], stride=found[1], start=found[2])
+                rows, cols = rf.units
+                full = (0, 0, *rf.input_shape[:2])
+                return replace(rf, is_global=rf.box(0, 0) == rf.box(rows - 1, cols - 1) == full)
+            why = found
+        if method == "settings":
+            raise ValueError(
+                f"the settings of the layers up to {name!r} cannot give its receptive field: "
+                f"{why}; use method='gradient' (exact for any graph)"
+            )
+    try:
+        return _from_gradient(probe, closed, lay, base)
+    except UnsupportedError as error:
+        raise ValueError(f"cannot compute the receptive field of {name!r}: {error}") from None
+
+
+def _trace(probe: Probe, name: str) -> Any:
+    """The model traced from its input to layer ``name`` (parameters first, then the input)."""
+    spec = jax.ShapeDtypeStruct((1, *probe.input_shape), np.float32)
+
+    def forward(params: Any, x: jax.Array) -> jax.Array:
+        return probe.apply(params, x, [name])[1][name]
+
+    return jax.make_jaxpr(forward)(probe.params, spec)
+
+
+# ---------------------------------------------------------------- from the gradient's support
+
+
+def _from_gradient(
+    probe: Probe, closed: Any, lay: LayerLayout, base: ReceptiveField
+) -> ReceptiveField:
+    height, width = probe.input_shape[:2]
+    rows, cols = base.units
+    run = jit(support_fn(closed, len(closed.jaxpr.invars) - 1))
+    lo, hi = probe.input_range
+    x = np.random.default_rng(0).uniform(lo, hi, (1, *probe.input_shape)).astype(np.float32)
+    leaves = jax.tree_util.tree_leaves(probe.params)
+
+    def supports(units: list[tuple[int, int]], prefix: int = 0) -> np.ndarray:
+        seeds = np.zeros((len(units) + prefix, *lay.shape), _seed_dtype(closed))
+        for u, (i, j) in enumerate(units):
+            if lay.kind == "tokens":
+                seeds[u, lay.grid.token(i, j)] = 1
+            else:
+                seeds[u, i, j] = 1
+        for t in range(prefix):
+            seeds[len(units) + t, t] = 1
+        got = np.asarray(run(leaves, x, seeds[:, None]))  # (U, 1, H, W, C)
+        return got.any(axis=(1, 4))
+
+    prefix = lay.grid.prefix if base.grid is not None else 0
+    r_idx, c_idx = _probe_indices(rows), _probe_indices(cols)
+    n = max(len(r_idx), len(c_idx))
+    units = [(r_idx[m % len(r_idx)], c_idx[m % len(c_idx)]) for m in range(n)]
+    masks = supports(units, prefix)
+    prefix_boxes = tuple(_bbox(m) for m in masks[len(units) :])
+    found = {u: m for u, m in zip(units, masks, strict=False)}
+    fits = []
+    for axis, n_in, n_units in ((0, height, rows), (1, width, cols)):
+        fit = _fit_axis(found, axis, n_in, n_units)
+        if fit is None:  # ambiguous from these units: probe every unit along this axis
+            line = _probe_indices(n_units, every=True)
+            other = units[len(units) // 2][1 - axis]
+            more = [(i, other) if axis == 0 else (other, i) for i in line]
+            found.update(zip(more, supports(more), strict=True))
+            fit = _fit_axis(found, axis, n_in, n_units)
+        fits.append(fit)
+    base = replace(base, method="gradient", prefix_boxes=prefix_boxes)
+    if all(_bbox(m) is None for m in found.values()):
+        raise ValueError(f"layer {base.layer!r} does not depend on the input: no pixel reaches it")
+    if any(f is None or isinstance(f, str) for f in fits):
+        why = next((f for f in fits if isinstance(f, str)), None) or (
+            "the image is too small to tell the stride: too few units' windows end inside it"
+        )
+        return replace(base, equivariant=False, note=why)
+    (s0, j0, t0, n0), (s1, j1, t1, n1) = fits
+    rf = replace(base, size=(s0, s1), stride=(j0, j1), start=(t0, t1), note="; ".join(
+        x for x in (n0, n1) if x
+    ))  # fmt: skip
+    mismatch = _check_translates(rf, found)
+    if mismatch:
+        return replace(rf, equivariant=False, note=mismatch)
+    return replace(
+        rf, is_global=(rf.size, rf.stride, rf.start) == ((height, width), (0, 0), (0, 0))
+    )
+
+
+def _seed_dtype(closed: Any) -> Any:
+    dtype = closed.jaxpr.outvars[0].aval.dtype
+    if not np.issubdtype(dtype, np.floating):
+        raise ValueError(f"a layer of dtype {dtype} has no input gradient")
+    return dtype
+
+
+def _probe_indices(n: int, every: bool = False) -> list[int]:
+    """Units probed along an axis of ``n``: both borders and two neighbours in the middle."""
+    if every:
+        return sorted({int(v) for v in np.linspace(0, n - 1, min(n, _MAX_UNITS)).round()})
+    return sorted({i for i in (0, 1, n // 2, n // 2 + 1, n - 2, n - 1) if 0 <= i < n})
+
+
+def _bbox(mask: np.ndarray) -> Box | None:
+    rows, cols = np.nonzero(mask.any(1))[0], np.nonzero(mask.any(0))[0]
+    if rows.size == 0:
+        return None
+    return int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1
+
+
+def _fit_axis(
+    found: dict[tuple[int, int], np.ndarray], axis: int, n_in: int, n_units: int
+) -> tuple[int, int, int, str] | str | None:
+    """``(size, stride, start, note)`` along ``axis`` from the probed units' supports; a reason
+    when they are not translates; None when these units cannot tell."""
+    spans: dict[int, tuple[int, int]] = {}
+    for unit, mask in found.items():
+        box = _bbox(mask)
+        if box is not None:
+            spans[unit[axis]] = (box[axis], box[axis + 2])
+    if not spans:
+        return None
+    if len(set(spans.values())) == 1 and (len(spans) > 1 or n_units == 1):
+        lo, hi = next(iter(spans.values()))  # every unit sees the same rows (columns)
+        return hi - lo, 0, lo, ""
+    tops = sorted((i, lo) for i, (lo, hi) in spans.items() if lo > 0)
+    bottoms = sorted((i, hi) for i, (lo, hi) in spans.items() if hi < n_in)
+    stride = None
+    for points in (tops, bottoms):
+        if len(points) >= 2:
+            (i0, v0), (i1, v1) = points[:2]
+            if (v1 - v0) % (i1 - i0):
+                return f"units {i0} and {i1} along axis {axis} are not a whole stride apart"
+            stride = (v1 - v0) // (i1 - i0)
+            break
+    if stride is None:
+        return None
+    what = "rows" if axis == 0 else "columns"
+    notes = []
+    if tops:
+        start = tops[0][1] - tops[0][0] * stride
+    else:
+        start = min(0, -(n_units - 1) * stride)
+        notes.append(f"every unit's window starts above the image's first {what[:-1]}")
+    if bottoms:
+        size = bottoms[0][1] - start - bottoms[0][0] * stride
+    else:
+        size = n_in - start
+        notes.append(f"every unit's window ends past the image's last {what[:-1]}")
+    for i, (lo, hi) in spans.items():
+        if (max(0, start + i * stride), min(n_in, start + i * stride + size)) != (lo, hi):
+            return (
+                f"unit {i} along axis {axis} sees {what} {lo}..{hi - 1}, not the translate "
+                f"{max(0, start + i * stride)}..{min(n_in, start + i * stride + size) - 1}"
+            )
+    if notes:
+        notes.append("size is the smallest consistent with every unit")
+    return size, stride, start, ", ".join(notes)
+
+
+def _check_translates(rf: ReceptiveField, found: dict[tuple[int, int], np.ndarray]) -> str:
+    """'' if the supports of the probed units fully inside the image are one shape, translated."""
+    shape = None
+    for (i, j), mask in found.items():
+        window = rf.window(i, j)
+        if window != rf.box(i, j):
+            continue
+        top, left, bottom, right = window
+        crop = mask[top:bottom, left:right]
+        if shape is None:
+            shape = crop
+        elif not np.array_equal(crop, shape):
+            return f"unit ({i}, {j}) sees a differently shaped set of pixels than other units"
+    return ""
+
+
+# ---------------------------------------------------------------- patches
 
 
 def patch_boxes(probe: Probe, result: TopK, channel: int) -> np.ndarray:
@@ -196,56 +425,3 @@ def patches(
         dy, dx = max(0, -top), max(0, -left)
         out[j, dy : dy + crop.shape[0], dx : dx + crop.shape[1]] = crop
     return out
-
-
-# ---------------------------------------------------------------- layer settings
-
-
-def _geometry(row: dict[str, Any]) -> tuple[tuple[int, int], ...] | None:
-    """``(kernel, stride, dilation, padding)`` of a conv or pooling layer, else None."""
-    if "kernel_size" in row:
-        kernel = _pair(row["kernel_size"], "kernel_size", row)
-    elif "window_shape" in row:
-        kernel = _pair(row["window_shape"], "window_shape", row)
-    else:
-        return None
-    stride = _pair(row.get("strides", 1), "strides", row)
-    dilation = _pair(row.get("kernel_dilation", 1), "kernel_dilation", row)
-    return kernel, stride, dilation, row.get("padding", "VALID")
-
-
-def _pair(value: Any, what: str, row: dict[str, Any]) -> tuple[int, int]:
-    if isinstance(value, int):
-        return (value, value)
-    values = tuple(int(v) for v in value)
-    if len(values) == 1:
-        return (values[0], values[0])
-    if len(values) != 2:
-        raise ValueError(
-            f"layer {row['name']!r} has {what}={value!r}: receptive fields need 2-D settings"
-        )
-    return values  # type: ignore[return-value]
-
-
-def _pad_low(
-    padding: Any, axis: int, n_in: int, k_eff: int, stride: int, name: str
-) -> tuple[int, int]:
-    """``(pad_low, output size)`` along ``axis``, as XLA computes them."""
-    if isinstance(padding, str):
-        mode = padding.upper()
-        if mode == "VALID":
-            return 0, max(0, (n_in - k_eff) // stride + 1)
-        if mode == "SAME":
-            out = -(-n_in // stride)
-            total = max((out - 1) * stride + k_eff - n_in, 0)
-            return total // 2, out
-        raise ValueError(
-            f"layer {name!r}: padding {padding!r} is not supported for receptive fields"
-        )
-    if isinstance(padding, int):
-        lo = hi = padding
-    else:
-        pads: Sequence[Any] = tuple(padding)
-        pad = pads[axis] if len(pads) > 1 else pads[0]
-        lo, hi = (pad, pad) if isinstance(pad, int) else (int(pad[0]), int(pad[1]))
-    return lo, (n_in + lo + hi - k_eff) // stride + 1
