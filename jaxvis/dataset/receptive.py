@@ -45,7 +45,14 @@ from jaxvis.dataset.topk import TopK, _check_channel
 from jaxvis.layout import LayerLayout, TokenGrid
 from jaxvis.probe import Probe
 
-__all__ = ["METHODS", "ReceptiveField", "patch_boxes", "patches", "receptive_field"]
+__all__ = [
+    "METHODS",
+    "ReceptiveField",
+    "input_support",
+    "patch_boxes",
+    "patches",
+    "receptive_field",
+]
 
 #: the ways :func:`receptive_field` can compute a field
 METHODS = ("auto", "settings", "gradient")
@@ -166,7 +173,6 @@ def receptive_field(probe: Probe, layer: str, *, method: str = "auto") -> Recept
 
 
 def _compute(probe: Probe, name: str, lay: LayerLayout, method: str) -> ReceptiveField:
-    closed = _trace(probe, name)
     base = ReceptiveField(
         layer=name,
         size=(0, 0),
@@ -179,6 +185,7 @@ def _compute(probe: Probe, name: str, lay: LayerLayout, method: str) -> Receptiv
     if method != "gradient":
         why = "it is a token layer" if lay.kind == "tokens" else ""
         if not why:
+            closed = _trace(probe, name)
             found = compose_settings(closed, len(closed.jaxpr.invars) - 1)
             if not isinstance(found, str):
                 rf = replace(base, size=found[0], stride=found[1], start=found[2])
@@ -191,10 +198,7 @@ def _compute(probe: Probe, name: str, lay: LayerLayout, method: str) -> Receptiv
                 f"the settings of the layers up to {name!r} cannot give its receptive field: "
                 f"{why}; use method='gradient' (exact for any graph)"
             )
-    try:
-        return _from_gradient(probe, closed, lay, base)
-    except UnsupportedError as error:
-        raise ValueError(f"cannot compute the receptive field of {name!r}: {error}") from None
+    return _from_gradient(probe, lay, base)
 
 
 def _trace(probe: Probe, name: str) -> Any:
@@ -210,63 +214,154 @@ def _trace(probe: Probe, name: str) -> Any:
 # ---------------------------------------------------------------- from the gradient's support
 
 
-def _from_gradient(
-    probe: Probe, closed: Any, lay: LayerLayout, base: ReceptiveField
-) -> ReceptiveField:
+def input_support(probe: Probe, layer: str, units: Any) -> np.ndarray:
+    """``(U, H, W)`` bool: the pixels with a differentiable path to each unit of ``layer``.
+
+    ``units`` are ``(row, col)`` pairs on the layer's spatial axes (a token layer's patch grid),
+    or ints for a token layer's tokens (a class token is token 0). The support of the unit's
+    input gradient summed over channels, for any input and any weights (see
+    :mod:`jaxvis.dataset._structure`).
+
+    Example::
+
+        mask = input_support(probe, "ResNetBlock_1", [(2, 3)])[0]   # (H, W)
+    """
+    lay = probe.layout(probe.layer(layer).name)
+    if lay.spatial_shape is None:
+        raise ValueError(
+            f"layer {layer!r} has outputs of shape {lay.shape} ({lay.kind}): units are "
+            "(row, col) on a spatial layer or tokens of a token layer"
+        )
+    rows, cols = lay.spatial_shape[:2]
+    seeds = np.zeros((len(units), *lay.shape), np.float32)
+    for u, unit in enumerate(units):
+        if isinstance(unit, (int, np.integer)):
+            if lay.kind != "tokens" or not 0 <= unit < lay.shape[0]:
+                raise ValueError(
+                    f"units[{u}] = {unit}: a single index is a token of a token layer, "
+                    f"in [0, {lay.shape[0] - 1}]"
+                )
+            seeds[u, unit] = 1
+            continue
+        i, j = (int(v) for v in unit)
+        if not (0 <= i < rows and 0 <= j < cols):
+            raise ValueError(f"units[{u}] = {unit} is outside the {rows}x{cols} grid of {layer!r}")
+        if lay.kind == "tokens":
+            seeds[u, lay.grid.token(i, j)] = 1
+        else:
+            seeds[u, i, j] = 1
+    return _support_runner(probe, lay, probe.layer(layer).name)(seeds)
+
+
+_RUNNERS: weakref.WeakKeyDictionary[Probe, dict[str, Any]] = weakref.WeakKeyDictionary()
+
+
+def _support_runner(probe: Probe, lay: LayerLayout, name: str) -> Any:
+    """``seeds (U, *layer shape) -> (U, H, W)`` supports, one jitted program per (probe, layer)."""
+    runners = _RUNNERS.setdefault(probe, {})
+    if name not in runners:
+        closed = _trace(probe, name)
+        dtype = _seed_dtype(closed)
+        run = jit(support_fn(closed, len(closed.jaxpr.invars) - 1))
+        lo, hi = probe.input_range
+        x = np.random.default_rng(0).uniform(lo, hi, (1, *probe.input_shape)).astype(np.float32)
+
+        def supports(seeds: np.ndarray) -> np.ndarray:
+            try:
+                got = run(jax.tree_util.tree_leaves(probe.params), x, seeds.astype(dtype)[:, None])
+            except UnsupportedError as error:
+                raise ValueError(f"cannot follow the input gradient of {name!r}: {error}") from None
+            return np.asarray(got).any(axis=(1, 4))  # (U, 1, H, W, C) -> (U, H, W)
+
+        runners[name] = supports
+    return runners[name]
+
+
+def _from_gradient(probe: Probe, lay: LayerLayout, base: ReceptiveField) -> ReceptiveField:
     height, width = probe.input_shape[:2]
     rows, cols = base.units
-    run = jit(support_fn(closed, len(closed.jaxpr.invars) - 1))
-    lo, hi = probe.input_range
-    x = np.random.default_rng(0).uniform(lo, hi, (1, *probe.input_shape)).astype(np.float32)
-    leaves = jax.tree_util.tree_leaves(probe.params)
-
-    def supports(units: list[tuple[int, int]], prefix: int = 0) -> np.ndarray:
-        seeds = np.zeros((len(units) + prefix, *lay.shape), _seed_dtype(closed))
-        for u, (i, j) in enumerate(units):
-            if lay.kind == "tokens":
-                seeds[u, lay.grid.token(i, j)] = 1
-            else:
-                seeds[u, i, j] = 1
-        for t in range(prefix):
-            seeds[len(units) + t, t] = 1
-        got = np.asarray(run(leaves, x, seeds[:, None]))  # (U, 1, H, W, C)
-        return got.any(axis=(1, 4))
-
     prefix = lay.grid.prefix if base.grid is not None else 0
     r_idx, c_idx = _probe_indices(rows), _probe_indices(cols)
     n = max(len(r_idx), len(c_idx))
     units = [(r_idx[m % len(r_idx)], c_idx[m % len(c_idx)]) for m in range(n)]
-    masks = supports(units, prefix)
+    masks = input_support(probe, base.layer, [*units, *range(prefix)])
     prefix_boxes = tuple(_bbox(m) for m in masks[len(units) :])
-    found = {u: m for u, m in zip(units, masks, strict=False)}
+    found = dict(zip(units, masks, strict=False))
+    base = replace(base, method="gradient", prefix_boxes=prefix_boxes)
+    if all(_bbox(m) is None for m in found.values()):
+        raise ValueError(f"layer {base.layer!r} does not depend on the input: no pixel reaches it")
+    fit = _fit_footprint(found, probe.input_shape[:2])
+    if fit is not None:  # two units with their whole footprint inside the image
+        (size, stride, start), footprint = fit
+        rf = replace(base, size=size, stride=stride, start=start)
+        return _verified(rf, found, footprint)
     fits = []
     for axis, n_in, n_units in ((0, height, rows), (1, width, cols)):
         fit = _fit_axis(found, axis, n_in, n_units)
         if fit is None:  # ambiguous from these units: probe every unit along this axis
-            line = _probe_indices(n_units, every=True)
             other = units[len(units) // 2][1 - axis]
+            line = _probe_indices(n_units, every=True)
             more = [(i, other) if axis == 0 else (other, i) for i in line]
-            found.update(zip(more, supports(more), strict=True))
+            found.update(zip(more, input_support(probe, base.layer, more), strict=True))
             fit = _fit_axis(found, axis, n_in, n_units)
         fits.append(fit)
-    base = replace(base, method="gradient", prefix_boxes=prefix_boxes)
-    if all(_bbox(m) is None for m in found.values()):
-        raise ValueError(f"layer {base.layer!r} does not depend on the input: no pixel reaches it")
     if any(f is None or isinstance(f, str) for f in fits):
         why = next((f for f in fits if isinstance(f, str)), None) or (
             "the image is too small to tell the stride: too few units' windows end inside it"
         )
         return replace(base, equivariant=False, note=why)
     (s0, j0, t0, n0), (s1, j1, t1, n1) = fits
-    rf = replace(base, size=(s0, s1), stride=(j0, j1), start=(t0, t1), note="; ".join(
-        x for x in (n0, n1) if x
-    ))  # fmt: skip
+    note = "; ".join(text for text in (n0, n1) if text)
+    rf = replace(base, size=(s0, s1), stride=(j0, j1), start=(t0, t1), note=note)
     mismatch = _check_translates(rf, found)
     if mismatch:
         return replace(rf, equivariant=False, note=mismatch)
-    return replace(
-        rf, is_global=(rf.size, rf.stride, rf.start) == ((height, width), (0, 0), (0, 0))
-    )
+    full = ((height, width), (0, 0), (0, 0))
+    return replace(rf, is_global=(rf.size, rf.stride, rf.start) == full)
+
+
+def _fit_footprint(
+    found: dict[tuple[int, int], np.ndarray], image: tuple[int, int]
+) -> tuple[tuple[tuple[int, int], ...], np.ndarray] | None:
+    """``((size, stride, start), footprint)`` from two units whose supports lie wholly inside
+    the image, or None. Such a unit has the most pixels of all (a clipped one loses some) and
+    a bounding box off the border; holes in the footprint (dilations) do not mislead it."""
+    counts = {u: int(m.sum()) for u, m in found.items()}
+    most = max(counts.values())
+    whole = []
+    for unit, mask in found.items():
+        box = _bbox(mask)
+        if counts[unit] == most and box is not None:
+            if box[0] > 0 and box[1] > 0 and box[2] < image[0] and box[3] < image[1]:
+                whole.append((unit, box))
+    pairs = [(a, b) for a in whole for b in whole if a[0][0] < b[0][0] and a[0][1] < b[0][1]]
+    if not pairs:
+        return None
+    ((i0, j0), box0), ((i1, j1), box1) = pairs[0]
+    if (box1[0] - box0[0]) % (i1 - i0) or (box1[1] - box0[1]) % (j1 - j0):
+        return None
+    stride = ((box1[0] - box0[0]) // (i1 - i0), (box1[1] - box0[1]) // (j1 - j0))
+    size = (box0[2] - box0[0], box0[3] - box0[1])
+    start = (box0[0] - i0 * stride[0], box0[1] - j0 * stride[1])
+    footprint = found[(i0, j0)][box0[0] : box0[2], box0[1] : box0[3]]
+    return (size, stride, start), footprint
+
+
+def _verified(
+    rf: ReceptiveField, found: dict[tuple[int, int], np.ndarray], footprint: np.ndarray
+) -> ReceptiveField:
+    """``rf`` if every probed unit's support is ``footprint`` at its window, cut by the image."""
+    height, width = rf.input_shape[:2]
+    for (i, j), mask in found.items():
+        top, left, bottom, right = rf.window(i, j)
+        placed = np.zeros((height - min(top, 0) + max(bottom - height, 0),
+                           width - min(left, 0) + max(right - width, 0)), bool)  # fmt: skip
+        dy, dx = -min(top, 0), -min(left, 0)
+        placed[top + dy : bottom + dy, left + dx : right + dx] = footprint
+        if not np.array_equal(placed[dy : dy + height, dx : dx + width], mask):
+            note = f"unit ({i}, {j}) does not see the same pixels, translated, as other units"
+            return replace(rf, equivariant=False, note=note)
+    return rf
 
 
 def _seed_dtype(closed: Any) -> Any:
