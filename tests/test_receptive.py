@@ -379,3 +379,49 @@ def test_errors_name_the_argument(vit, resnet):
         input_support(resnet, "ResNetBlock_0", [(0, 0), (10, 0)])
     with pytest.raises(TypeError, match="probe must be a jaxvis.Probe"):
         receptive_field(object(), "conv")
+
+
+# ---------------------------------------------------------------- loops over blocks
+
+
+def scanned(params, x):
+    """Blocks stacked along a leading axis and run with lax.scan (the nnx.scan idiom)."""
+    h = lax.conv_general_dilated(x, params["w0"], (1, 1), "SAME", dimension_numbers=DN)
+
+    def block(h, w):
+        y = lax.conv_general_dilated(h, w, (1, 1), "SAME", dimension_numbers=DN)
+        return h + jax.nn.relu(y), None
+
+    h, _ = lax.scan(block, h, params["ws"])
+    return jv.tap("blocks", h).mean((1, 2))
+
+
+def test_blocks_run_with_scan_are_followed():
+    params = {"w0": jnp.ones((3, 3, 1, 2)), "ws": jnp.ones((3, 3, 3, 2, 2))}
+    probe = jv.Probe(scanned, params, input_shape=(20, 20, 1))
+    with pytest.raises(ValueError, match="'scan'"):
+        receptive_field(probe, "blocks", method="settings")
+    structure = jacobian_support(
+        lambda x: ones_conv(ones_conv(ones_conv(ones_conv(x, 3), 3), 3), 3),
+        jnp.ones((1, 20, 20, 1)),
+    )
+    rf = check_against(probe, "blocks", structure)
+    assert (rf.size, rf.stride, rf.start, rf.method) == ((9, 9), (1, 1), (-4, -4), "gradient")
+
+
+def wide(params, x):
+    h = lax.conv_general_dilated(x, params["w"], (4, 4), "SAME", dimension_numbers=DN)
+    return jv.tap("wide", h).mean((1, 2))
+
+
+def test_a_field_wider_than_the_image_is_read_on_a_larger_one_and_checked():
+    """41x41/4 on 24x24: one unit's window starts inside the image, one ends inside it, too
+    few to tell size, stride and start; they are read on a larger image and checked here."""
+    probe = jv.Probe(wide, {"w": jnp.ones((41, 41, 1, 1))}, input_shape=(24, 24, 1))
+    x = jnp.ones((1, 24, 24, 1))
+    support = jacobian_support(lambda x: ones_conv(x, 41, 4, c_out=1), x)
+    rf = check_against(probe, "wide", support, "gradient")
+    assert (rf.size, rf.stride, rf.start) == ((41, 41), (4, 4), (-18, -18))
+    assert rf.equivariant and "read on a 48x48 image" in rf.note
+    fast = receptive_field(probe, "wide", method="settings")
+    assert (fast.size, fast.stride, fast.start) == (rf.size, rf.stride, rf.start)

@@ -56,8 +56,6 @@ __all__ = [
 
 #: the ways :func:`receptive_field` can compute a field
 METHODS = ("auto", "settings", "gradient")
-#: units probed per axis beyond which the second (ambiguity-resolving) round subsamples
-_MAX_UNITS = 64
 
 Box = tuple[int, int, int, int]
 
@@ -201,9 +199,10 @@ def _compute(probe: Probe, name: str, lay: LayerLayout, method: str) -> Receptiv
     return _from_gradient(probe, lay, base)
 
 
-def _trace(probe: Probe, name: str) -> Any:
-    """The model traced from its input to layer ``name`` (parameters first, then the input)."""
-    spec = jax.ShapeDtypeStruct((1, *probe.input_shape), np.float32)
+def _trace(probe: Probe, name: str, image: tuple[int, ...] | None = None) -> Any:
+    """The model traced from its input (one image of shape ``image``, the probe's by default)
+    to layer ``name``: parameters first, then the input."""
+    spec = jax.ShapeDtypeStruct((1, *(image or probe.input_shape)), np.float32)
 
     def forward(params: Any, x: jax.Array) -> jax.Array:
         return probe.apply(params, x, [name])[1][name]
@@ -250,21 +249,22 @@ def input_support(probe: Probe, layer: str, units: Any) -> np.ndarray:
             seeds[u, lay.grid.token(i, j)] = 1
         else:
             seeds[u, i, j] = 1
-    return _support_runner(probe, lay, probe.layer(layer).name)(seeds)
+    return _support_runner(probe, probe.layer(layer).name, tuple(probe.input_shape))[0](seeds)
 
 
 _RUNNERS: weakref.WeakKeyDictionary[Probe, dict[str, Any]] = weakref.WeakKeyDictionary()
 
 
-def _support_runner(probe: Probe, lay: LayerLayout, name: str) -> Any:
-    """``seeds (U, *layer shape) -> (U, H, W)`` supports, one jitted program per (probe, layer)."""
+def _support_runner(probe: Probe, name: str, image: tuple[int, ...]) -> tuple[Any, tuple]:
+    """``(seeds (U, *layer shape) -> (U, H, W) supports, layer shape)`` for images of shape
+    ``image``: one jitted program per (probe, layer, image shape)."""
     runners = _RUNNERS.setdefault(probe, {})
-    if name not in runners:
-        closed = _trace(probe, name)
+    if (name, image) not in runners:
+        closed = _trace(probe, name, image)
         dtype = _seed_dtype(closed)
         run = jit(support_fn(closed, len(closed.jaxpr.invars) - 1))
         lo, hi = probe.input_range
-        x = np.random.default_rng(0).uniform(lo, hi, (1, *probe.input_shape)).astype(np.float32)
+        x = np.random.default_rng(0).uniform(lo, hi, (1, *image)).astype(np.float32)
 
         def supports(seeds: np.ndarray) -> np.ndarray:
             try:
@@ -273,17 +273,21 @@ def _support_runner(probe: Probe, lay: LayerLayout, name: str) -> Any:
                 raise ValueError(f"cannot follow the input gradient of {name!r}: {error}") from None
             return np.asarray(got).any(axis=(1, 4))  # (U, 1, H, W, C) -> (U, H, W)
 
-        runners[name] = supports
-    return runners[name]
+        runners[(name, image)] = supports, tuple(closed.jaxpr.outvars[0].aval.shape[1:])
+    return runners[(name, image)]
+
+
+def _diagonal(rows: int, cols: int) -> list[tuple[int, int]]:
+    """The units probed, pairing the indices :func:`_probe_indices` gives along each axis."""
+    r_idx, c_idx = _probe_indices(rows), _probe_indices(cols)
+    n = max(len(r_idx), len(c_idx))
+    return [(r_idx[m % len(r_idx)], c_idx[m % len(c_idx)]) for m in range(n)]
 
 
 def _from_gradient(probe: Probe, lay: LayerLayout, base: ReceptiveField) -> ReceptiveField:
     height, width = probe.input_shape[:2]
-    rows, cols = base.units
     prefix = lay.grid.prefix if base.grid is not None else 0
-    r_idx, c_idx = _probe_indices(rows), _probe_indices(cols)
-    n = max(len(r_idx), len(c_idx))
-    units = [(r_idx[m % len(r_idx)], c_idx[m % len(c_idx)]) for m in range(n)]
+    units = _diagonal(*base.units)
     masks = input_support(probe, base.layer, [*units, *range(prefix)])
     prefix_boxes = tuple(_bbox(m) for m in masks[len(units) :])
     found = dict(zip(units, masks, strict=False))
@@ -293,18 +297,15 @@ def _from_gradient(probe: Probe, lay: LayerLayout, base: ReceptiveField) -> Rece
     fit = _fit_footprint(found, probe.input_shape[:2])
     if fit is not None:  # two units with their whole footprint inside the image
         (size, stride, start), footprint = fit
-        rf = replace(base, size=size, stride=stride, start=start)
-        return _verified(rf, found, footprint)
-    fits = []
-    for axis, n_in, n_units in ((0, height, rows), (1, width, cols)):
-        fit = _fit_axis(found, axis, n_in, n_units)
-        if fit is None:  # ambiguous from these units: probe every unit along this axis
-            other = units[len(units) // 2][1 - axis]
-            line = _probe_indices(n_units, every=True)
-            more = [(i, other) if axis == 0 else (other, i) for i in line]
-            found.update(zip(more, input_support(probe, base.layer, more), strict=True))
-            fit = _fit_axis(found, axis, n_in, n_units)
-        fits.append(fit)
+        return _verified(replace(base, size=size, stride=stride, start=start), found, footprint)
+    fits = [
+        _fit_axis(found, axis, n_in, n_units)
+        for axis, n_in, n_units in ((0, height, base.units[0]), (1, width, base.units[1]))
+    ]
+    if any(f is None for f in fits) and lay.kind == "spatial":
+        larger = _from_larger_image(probe, base, found)
+        if larger is not None:
+            return larger
     if any(f is None or isinstance(f, str) for f in fits):
         why = next((f for f in fits if isinstance(f, str)), None) or (
             "the image is too small to tell the stride: too few units' windows end inside it"
@@ -318,6 +319,49 @@ def _from_gradient(probe: Probe, lay: LayerLayout, base: ReceptiveField) -> Rece
         return replace(rf, equivariant=False, note=mismatch)
     full = ((height, width), (0, 0), (0, 0))
     return replace(rf, is_global=(rf.size, rf.stride, rf.start) == full)
+
+
+def _from_larger_image(
+    probe: Probe, base: ReceptiveField, found: dict[tuple[int, int], np.ndarray]
+) -> ReceptiveField | None:
+    """The field read on an image enlarged on every side by about half its size (then by its
+    size), a multiple of the layer's stride so that every SAME padding stays the same, where
+    some units' windows lie inside; kept only if it predicts every probed unit's support on the
+    real image exactly. None where the model does not run at that size or that fails."""
+    for factor in (1, 2):
+        rf = _read_larger(probe, base, found, factor)
+        if rf is not None:
+            return rf
+    return None
+
+
+def _read_larger(
+    probe: Probe, base: ReceptiveField, found: dict[tuple[int, int], np.ndarray], factor: int
+) -> ReceptiveField | None:
+    height, width, channels = probe.input_shape
+    steps = [max(1, round(n / u)) for n, u in zip((height, width), base.units, strict=True)]
+    pads = [s * -(-n * factor // (2 * s)) for s, n in zip(steps, (height, width), strict=True)]
+    image = (height + 2 * pads[0], width + 2 * pads[1], channels)
+    try:
+        supports, shape = _support_runner(probe, base.layer, image)
+    except Exception:  # noqa: BLE001 - a model fixed to its input size: nothing to learn
+        return None
+    if len(shape) != 3:
+        return None
+    units = _diagonal(shape[0], shape[1])
+    seeds = np.zeros((len(units), *shape), np.float32)
+    for u, (i, j) in enumerate(units):
+        seeds[u, i, j] = 1
+    fit = _fit_footprint(dict(zip(units, supports(seeds), strict=True)), image[:2])
+    if fit is None:
+        return None
+    (size, stride, start), footprint = fit
+    if any(s == 0 or p % s for s, p in zip(stride, pads, strict=True)):
+        return None
+    rf = _verified(replace(base, size=size, stride=stride, start=start), found, footprint)
+    if not rf.equivariant:
+        return None
+    return replace(rf, note=f"read on a {image[0]}x{image[1]} image, checked on this one")
 
 
 def _fit_footprint(
@@ -371,11 +415,9 @@ def _seed_dtype(closed: Any) -> Any:
     return dtype
 
 
-def _probe_indices(n: int, every: bool = False) -> list[int]:
-    """Units probed along an axis of ``n``: both borders and two neighbours in the middle."""
-    if every:
-        return sorted({int(v) for v in np.linspace(0, n - 1, min(n, _MAX_UNITS)).round()})
-    return sorted({i for i in (0, 1, n // 2, n // 2 + 1, n - 2, n - 1) if 0 <= i < n})
+def _probe_indices(n: int) -> list[int]:
+    """Units probed along an axis of ``n``: two at each border and three in the middle."""
+    return sorted({i for i in (0, 1, n // 2 - 1, n // 2, n // 2 + 1, n - 2, n - 1) if 0 <= i < n})
 
 
 def _bbox(mask: np.ndarray) -> Box | None:
