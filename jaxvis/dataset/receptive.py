@@ -167,6 +167,7 @@ def receptive_field(probe: Probe, layer: str, *, method: str = "auto") -> Recept
     key = (target.name, method)
     if key not in cache:
         cache[key] = _compute(probe, target.name, lay, method)
+        cache.setdefault((target.name, cache[key].method), cache[key])
     return cache[key]
 
 
