@@ -3,20 +3,35 @@
 Two analyses of a ``ClosedJaxpr`` (a model traced from its input to one layer):
 
 * :func:`support_fn` builds the *structural support of the input gradient*: for a cotangent
-  seed on the layer, the set of input elements with a differentiable path to a seeded unit. It
+  seed on the layer, the input elements with a differentiable path to a seeded unit. It
   evaluates the program in an "influence" semantics that is linear and positive: every
-  primitive is replaced by a linear map with non-negative coefficients and the same nonzero
-  pattern as its Jacobian can have (a convolution or matrix product with its weights replaced
-  by ones, an elementwise op by the sum of its inputs' influences, a max-reduction or max pool
-  by a sum over the same window, slicing/reshaping/gathers by themselves). The input gradient's
-  support is read off that map's transpose (``jax.vjp``), with every intermediate cotangent
-  rounded to 0/1 (:func:`_mark`), so no value overflows and no rounding can hide a path. The
-  result does not depend on weight values, dead ReLUs, ties in max pooling or zero-initialised
-  scales (the Flax ImageNet ResNet's last BatchNorm of each block): a numeric gradient at one
-  point under-reports all of these.
+  primitive becomes a linear map with non-negative coefficients whose nonzero pattern is the
+  set of (output, input) pairs whose partial derivative is not identically zero (a
+  convolution or matrix product with its other operand replaced by ones, an elementwise op by
+  the sum of its inputs' influences, a max-reduction or max pool by a sum over the same
+  window, a ``select`` by the sum of both branches, slicing/reshaping/gathers by themselves,
+  calls, ``scan`` and ``cond`` followed inside). Integer-valued edges (comparisons, argmax,
+  indices) and ``stop_gradient`` carry no derivative and are cut, as in ``jax.grad``.
 * :func:`compose_settings` reads the kernel, stride, dilation and padding of every convolution
   and pool in the program and composes them (the classic receptive-field recurrence), or
   returns a reason string when the program has anything that recurrence cannot describe.
+
+Why the support is exact: a composition of non-negative maps cannot cancel, so the composite's
+nonzero pattern is exactly the set of paths through the graph, which is the union over all
+inputs and weights of the input gradient's support. The support is read off the map's
+transpose (``jax.vjp``) with every intermediate cotangent rounded to 0/1 (:func:`_mark`): the
+true values are path counts (integers >= 1 or 0), so no value overflows and no rounding or
+fast convolution algorithm can hide a path. It does not depend on weight values, dead ReLUs,
+ties in max pooling or zero-initialised scales (the Flax ImageNet ResNet's last BatchNorm of
+each block), all of which make a numeric gradient at one point under-report. It counts a
+connection whose weight is structurally zero (a kernel multiplied by a fixed mask) as a
+connection.
+
+Example::
+
+    closed = jax.make_jaxpr(forward)(params, x)           # forward(params, x) -> layer
+    n = len(closed.jaxpr.invars) - 1
+    masks = support_fn(closed, n)(jax.tree.leaves(params), x, seeds)   # (U, *x.shape) bool
 """
 
 from __future__ import annotations
@@ -160,17 +175,16 @@ def _rule(eqn: Any, values: list[Any], infls: list[Influence]) -> tuple[list[Any
         if ib is not None:
             parts += _bind(eqn, [jnp.ones_like(a), ib])
         return outs, [sum(parts[1:], parts[0])]
-    (inf,) = [i for i in infls if i is not None] if name != "reduce_window" else infls[:1]
-    if name in _REDUCE_AS_SUM:
-        return outs, [jnp.sum(inf, axis=eqn.params["axes"])]
-    if name in _WINDOW_AS_SUM and inf is not None:
-        keys = ("window_dimensions", "window_strides", "padding", "base_dilation")
-        window = {k: eqn.params[k] for k in (*keys, "window_dilation")}
-        return outs, [lax.reduce_window_sum_p.bind(inf, **window)]
-    if name in _CUMULATIVE:
-        return outs, [lax.cumsum(inf, eqn.params["axis"], eqn.params["reverse"])]
-    if name in ("argmax", "argmin"):
-        return outs, [None]
+    inf = infls[0]  # the reductions below read one array (and untracked initial values)
+    if inf is not None and len(outs) == 1:
+        if name in _REDUCE_AS_SUM:
+            return outs, [jnp.sum(inf, axis=eqn.params["axes"])]
+        if name in _WINDOW_AS_SUM:
+            keys = ("window_dimensions", "window_strides", "padding", "base_dilation")
+            window = {k: eqn.params[k] for k in (*keys, "window_dilation")}
+            return outs, [lax.reduce_window_sum_p.bind(inf, **window)]
+        if name in _CUMULATIVE:
+            return outs, [lax.cumsum(inf, eqn.params["axis"], eqn.params["reverse"])]
     raise UnsupportedError(f"primitive {name!r} is not supported by the structural analysis")
 
 
@@ -320,7 +334,7 @@ def _compose(jaxpr: Jaxpr, geos: dict[Any, _Geo]) -> list[_Geo | None]:
         if all(g is None for g in ins) or not any(_is_float(v.aval) for v in eqn.outvars):
             continue
         name = eqn.primitive.name
-        if name in _ZERO or name in ("argmax", "argmin"):
+        if name in _ZERO:
             continue
         if name in _CALLS:
             sub, _ = _sub_jaxpr(eqn)
