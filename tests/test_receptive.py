@@ -377,6 +377,10 @@ def test_errors_name_the_argument(vit, resnet):
         receptive_field(vit, "posembed_input").box(4, 0)
     with pytest.raises(ValueError, match="units\\[1\\] = \\(10, 0\\) is outside"):
         input_support(resnet, "ResNetBlock_0", [(0, 0), (10, 0)])
+    with pytest.raises(TypeError, match="units\\[0\\] must be a pair \\(row, col\\)"):
+        input_support(resnet, "ResNetBlock_0", ["a"])
+    with pytest.raises(ValueError, match="units\\[0\\] = 3: a single index is a token"):
+        input_support(resnet, "ResNetBlock_0", [3])
     with pytest.raises(TypeError, match="probe must be a jaxvis.Probe"):
         receptive_field(object(), "conv")
 
@@ -425,3 +429,25 @@ def test_a_field_wider_than_the_image_is_read_on_a_larger_one_and_checked():
     assert rf.equivariant and "read on a 48x48 image" in rf.note
     fast = receptive_field(probe, "wide", method="settings")
     assert (fast.size, fast.stride, fast.start) == (rf.size, rf.stride, rf.start)
+
+
+def branchy(params, x):
+    """A cond whose branches see different windows: the field is their union."""
+    h = lax.cond(
+        params["wide"] > 0,
+        lambda x: lax.conv_general_dilated(x, params["w5"], (1, 1), "SAME", dimension_numbers=DN),
+        lambda x: lax.conv_general_dilated(x, params["w3"], (1, 1), "SAME", dimension_numbers=DN),
+        x,
+    )
+    h = jv.tap("branch", h)
+    h = lax.while_loop(lambda c: c[1] < 2, lambda c: (c[0] * 2.0, c[1] + 1), (h, 0))[0]
+    return jv.tap("loop", h).mean((1, 2))
+
+
+def test_cond_takes_the_union_and_while_is_refused_by_name():
+    params = {"wide": jnp.array(-1.0), "w5": jnp.ones((5, 5, 1, 1)), "w3": jnp.ones((3, 3, 1, 1))}
+    probe = jv.Probe(branchy, params, input_shape=(12, 12, 1))
+    rf = receptive_field(probe, "branch")
+    assert (rf.size, rf.stride, rf.start, rf.method) == ((5, 5), (1, 1), (-2, -2), "gradient")
+    with pytest.raises(ValueError, match="cannot follow the input gradient of 'loop'.*'while'"):
+        receptive_field(probe, "loop")

@@ -243,7 +243,12 @@ def input_support(probe: Probe, layer: str, units: Any) -> np.ndarray:
                 )
             seeds[u, unit] = 1
             continue
-        i, j = (int(v) for v in unit)
+        try:
+            i, j = (int(v) for v in unit)
+        except (TypeError, ValueError):
+            raise TypeError(
+                f"units[{u}] must be a pair (row, col) or a token index, got {unit!r}"
+            ) from None
         if not (0 <= i < rows and 0 <= j < cols):
             raise ValueError(f"units[{u}] = {unit} is outside the {rows}x{cols} grid of {layer!r}")
         if lay.kind == "tokens":
