@@ -11,8 +11,12 @@ functional ``nn.max_pool``/``nn.avg_pool``, dilations, strides, attention) in on
   operation, anything else: a residual join of two paths that see different windows, a
   reshape to tokens, a gather.
 * ``method="gradient"`` (exact for any graph): the structural support of the input gradient
-  of a few units (see :mod:`jaxvis.dataset._structure`), from which ``size``, ``stride`` and
-  ``start`` are read and then checked on every probed unit, border units included.
+  of a few units, border and middle (see :mod:`jaxvis.dataset._structure`; one jitted,
+  vmapped program per layer; :func:`input_support` returns these masks), from which
+  ``size``, ``stride`` and ``start`` are read and then checked: every probed unit's support
+  must be one footprint, translated and cut by the image border, or the result says it is
+  not (``equivariant=False``). Where every window reaches past the border (ResNet-18's last
+  stage at 224x224: 435 pixels), they are read on a larger image and checked on this one.
 
 ``method="auto"`` (the default) takes the fast path where it applies and the gradient
 otherwise; both agree wherever both apply (tested). Results are cached per (probe, layer).
@@ -258,7 +262,9 @@ def input_support(probe: Probe, layer: str, units: Any) -> np.ndarray:
     return _support_runner(probe, probe.layer(layer).name, tuple(probe.input_shape))[0](seeds)
 
 
-_RUNNERS: weakref.WeakKeyDictionary[Probe, dict[str, Any]] = weakref.WeakKeyDictionary()
+_RUNNERS: weakref.WeakKeyDictionary[Probe, dict[tuple[str, tuple], Any]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def _support_runner(probe: Probe, name: str, image: tuple[int, ...]) -> tuple[Any, tuple]:
