@@ -551,3 +551,98 @@ def test_two_probes_traced_at_once_in_two_threads_see_only_their_layers() -> Non
     assert found["right"][1] == set(found["right"][0])
     assert iteration.jax is jax  # flax's scan is its own again
     assert (nnx.Conv.__call__, nnx.Linear.__call__, Rendezvous.__call__) == library_calls
+
+
+# ------------------------------------------------------------------ nested and other transforms
+
+
+class Inner(nnx.Module):
+    def __init__(self, rngs: nnx.Rngs) -> None:
+        self.fc = nnx.Linear(4, 4, rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return jnp.tanh(self.fc(x))
+
+
+def stacked(n: int, make: type, rngs: nnx.Rngs) -> nnx.Module:
+    @nnx.split_rngs(splits=n)
+    @nnx.vmap(in_axes=(0,), out_axes=0)
+    def create(rngs: nnx.Rngs) -> nnx.Module:
+        return make(rngs)
+
+    return create(rngs)
+
+
+def run_stack(x: jax.Array, stack: nnx.Module, reverse: bool = False) -> jax.Array:
+    scan = nnx.scan(lambda h, m: m(h), in_axes=(nnx.Carry, 0), out_axes=nnx.Carry, reverse=reverse)
+    return scan(x, stack)
+
+
+class Outer(nnx.Module):
+    def __init__(self, rngs: nnx.Rngs) -> None:
+        self.proj = nnx.Linear(4, 4, rngs=rngs)
+        self.inner = stacked(2, Inner, rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return run_stack(self.proj(x), self.inner)
+
+
+class Nested(nnx.Module):
+    def __init__(self, rngs: nnx.Rngs) -> None:
+        self.blocks = stacked(3, Outer, rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return run_stack(x.reshape(x.shape[0], -1), self.blocks, reverse=True)
+
+
+def test_scan_inside_scan_and_reverse() -> None:
+    model = Nested(nnx.Rngs(4))
+    x = RNG.uniform(size=(2, 2, 2, 1)).astype(np.float32)
+    probe = jv.Probe(model, input_shape=(2, 2, 1))
+    block = ["proj", "inner.0.fc", "inner.0", "inner.1.fc", "inner.1"]
+    expected: list[str] = []
+    for i in (2, 1, 0):  # reverse=True runs the last block first
+        expected += [f"blocks.{i}.{name}" for name in block] + [f"blocks.{i}"]
+    assert probe.layer_names == tuple(expected)
+    p = plain_params(model)["blocks"]
+    h = jnp.asarray(x.reshape(2, -1))
+    acts = probe.activations(x)
+    for i in (2, 1, 0):
+        h = dense(h, jax.tree.map(lambda a, i=i: a[i], p["proj"]))
+        for j in range(2):
+            h = jnp.tanh(dense(h, jax.tree.map(lambda a, i=i, j=j: a[i, j], p["inner"]["fc"])))
+            np.testing.assert_allclose(acts[f"blocks.{i}.inner.{j}"], h, rtol=1e-4, atol=1e-5)
+    assert probe.layer("blocks.0.inner.1.fc").n_params == 4 * 4 + 4
+    assert probe.n_params == param_count(model)
+
+
+class Ensemble(nnx.Module):
+    """Members run under ``nnx.vmap`` and a block under ``nnx.remat``: inner traces."""
+
+    def __init__(self, rngs: nnx.Rngs) -> None:
+        self.stem = nnx.Linear(8, 4, rngs=rngs)
+        self.members = stacked(3, Inner, rngs)
+        self.heavy = Inner(rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        h = self.stem(x.reshape(x.shape[0], -1))
+        h = nnx.vmap(lambda m, h: m(h), in_axes=(0, None))(self.members, h).mean(0)
+        return nnx.remat(lambda m, h: m(h))(self.heavy, h)
+
+
+def test_modules_inside_other_transforms_are_skipped_not_leaked(monkeypatch) -> None:
+    from jaxvis import _capture
+
+    model = Ensemble(nnx.Rngs(5))
+    x = RNG.uniform(size=(2, 2, 2, 2)).astype(np.float32)
+    probe = jv.Probe(model, input_shape=(2, 2, 2))
+    assert probe.layer_names == ("stem",)
+    np.testing.assert_allclose(probe(x), model(x), rtol=1e-5, atol=1e-6)
+    jax.grad(lambda x: probe.apply(probe.params, x)[0].sum())(jnp.asarray(x))
+    # A scan too long to loop stays a lax.scan: its blocks are skipped, the output is right.
+    monkeypatch.setattr(_capture, "MAX_LOOPED_SCAN", 2)
+    nested = Nested(nnx.Rngs(4))
+    long = jv.Probe(nested, input_shape=(2, 2, 1))
+    assert long.layer_names == ()
+    y = x[..., :1]
+    np.testing.assert_allclose(long(y), nested(y), rtol=1e-5, atol=1e-6)
