@@ -98,6 +98,9 @@ class Recorder:
     outputs: dict[str, Any] = field(default_factory=dict)
     infos: dict[str, LayerInfo] = field(default_factory=dict)
     _seen: dict[str, int] = field(default_factory=dict)
+    #: whether the module at a path, called inside a scan step, is a slice of a stack
+    #: (set by :func:`nnx_module_outputs`; a module shared by all steps is not).
+    is_slice: Callable[[str, Any], bool] = lambda path, module: True
     _trace: Any = None
     _depth: int = 0
     _iterations: list[_Iteration] = field(default_factory=list)
@@ -155,8 +158,9 @@ class Recorder:
     def iteration(self, index: int) -> Iterator[None]:
         """One step of a scan run as a Python loop: module paths inside get ``.{index}``.
 
-        The stacked module is the common path of the modules called at the top of the step
-        (the block itself in ``block(x)``): ``blocks.attn`` becomes ``blocks.3.attn``.
+        The stacked module is the common path of the slices called at the top of the step
+        (the block itself in ``block(x)``): ``blocks.attn`` becomes ``blocks.3.attn``. Modules
+        every step shares (broadcast or closed over) keep their names (``norm``, ``norm@2``).
         """
         frame = _Iteration(index, self._depth)
         self._iterations.append(frame)
@@ -164,7 +168,9 @@ class Recorder:
             yield
         finally:
             self._iterations.pop()
-        roots = _scan_roots([e.name for e in frame.entries if e.top])
+        roots = _scan_roots(
+            [e.name for e in frame.entries if e.top and self.is_slice(e.path, e.module)]
+        )
         for entry in frame.entries:
             root = next((r for r in roots if _under(entry.name, r)), None)
             if root is not None:
@@ -275,12 +281,35 @@ def nnx_module_outputs(root: Any) -> Iterator[None]:
     """
     from flax import nnx
 
+    originals: dict[str, Any] = {}
     for path, module in nnx.iter_modules(root):
         if path and callable(module):
             name = ".".join(map(str, path))
+            originals[name] = module
             object.__setattr__(module, "__class__", _recording_class(type(module), name))
+    recorder = _ACTIVE.get()
+    if recorder is not None:
+        recorder.is_slice = lambda path, module: _is_slice(module, originals.get(path))
     with _looped_scans():
         yield
+
+
+def _is_slice(module: Any, original: Any) -> bool:
+    """Whether ``module`` (called in a scan step) is one step's slice of stacked ``original``.
+
+    A slice has the original's parameters less their leading (stack) axes; the original itself
+    (closed over) or a same-shape copy (broadcast with ``in_axes=None``) is shared by all
+    steps. A module without parameters counts as a slice unless it is the original.
+    """
+    from flax import nnx
+
+    if module is original:
+        return False
+    if original is None:
+        return True
+    ours = jax.tree.leaves(nnx.state(module, nnx.Param))
+    theirs = jax.tree.leaves(nnx.state(original, nnx.Param))
+    return not ours or any(np.ndim(a) < np.ndim(b) for a, b in zip(ours, theirs, strict=False))
 
 
 _CLASSES: dict[tuple[type, str], type] = {}

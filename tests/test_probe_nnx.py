@@ -646,3 +646,44 @@ def test_modules_inside_other_transforms_are_skipped_not_leaked(monkeypatch) -> 
     assert long.layer_names == ()
     y = x[..., :1]
     np.testing.assert_allclose(long(y), nested(y), rtol=1e-5, atol=1e-6)
+
+
+class SharedInScan(nnx.Module):
+    """A scan step that also calls a closed-over module and a broadcast (``in_axes=None``) one."""
+
+    def __init__(self, rngs: nnx.Rngs) -> None:
+        self.blocks = stacked(2, Inner, rngs)
+        self.shared = nnx.Linear(4, 4, rngs=rngs)
+        self.broadcast = nnx.Linear(4, 4, rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        def step(h: jax.Array, block: Inner, broadcast: nnx.Linear) -> jax.Array:
+            return broadcast(self.shared(block(h)))
+
+        scan = nnx.scan(step, in_axes=(nnx.Carry, 0, None), out_axes=nnx.Carry)
+        return scan(x.reshape(x.shape[0], -1), self.blocks, self.broadcast)
+
+
+def test_modules_shared_by_all_scan_steps_keep_their_names() -> None:
+    model = SharedInScan(nnx.Rngs(6))
+    x = RNG.uniform(size=(2, 2, 2, 1)).astype(np.float32)
+    probe = jv.Probe(model, input_shape=(2, 2, 1))
+    assert probe.layer_names == (
+        "blocks.0.fc",
+        "blocks.0",
+        "shared",
+        "broadcast",
+        "blocks.1.fc",
+        "blocks.1",
+        "shared@2",
+        "broadcast@2",
+    )
+    p = plain_params(model)
+    h = jnp.asarray(x.reshape(2, -1))
+    for i in range(2):
+        h = jnp.tanh(dense(h, jax.tree.map(lambda a, i=i: a[i], p["blocks"]["fc"])))
+        h = dense(dense(h, p["shared"]), p["broadcast"])
+    np.testing.assert_allclose(probe(x), h, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(probe.activations(x, "broadcast@2")["broadcast@2"], h, rtol=1e-4)
+    assert probe.layer("shared").n_params == 20 and probe.layer("shared@2").n_params == 0
+    assert sum(layer.n_params for layer in probe.layers) == param_count(model)
