@@ -249,7 +249,7 @@ def _settings_of(module: Any) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- NNX
 
-#: Scans longer than this keep running as ``lax.scan`` (their layers stay unlisted).
+#: Scans and fori loops longer than this stay compiled loops (their layers stay unlisted).
 MAX_LOOPED_SCAN = 256
 
 
@@ -268,10 +268,12 @@ def nnx_module_outputs(root: Any) -> Iterator[None]:
     ``nnx.Sequential``; blocks stacked with ``nnx.vmap`` and run with ``nnx.scan`` (as a
     function or a method decorator): while a recorder is active, such scans run as a Python
     loop over slices of the stacked state (the same operations, unrolled), and block ``i``'s
-    layers are named ``blocks.i``, ``blocks.i.attn``... Not covered: modules called only inside
+    layers are named ``blocks.i``, ``blocks.i.attn``... (modules every step shares keep their
+    names: ``norm``, ``norm@2``); ``nnx.fori_loop`` with Python-int bounds loops the same way,
+    its repeated calls named ``block``, ``block@2``... Not covered: modules called only inside
     the bodies of other transforms (``nnx.vmap``, ``nnx.remat``, ``nnx.cond``,
-    ``nnx.fori_loop``, ``nnx.while_loop``) or of scans longer than :data:`MAX_LOOPED_SCAN`:
-    their outputs live in an inner trace and are skipped, the module around them is recorded.
+    ``nnx.while_loop``, ``nnx.jit``) or of loops longer than :data:`MAX_LOOPED_SCAN` steps:
+    their outputs live in an inner trace and are skipped; the module around them is recorded.
 
     Example::
 
@@ -380,7 +382,7 @@ def _looped_scans() -> Iterator[None]:
 
 
 class _JaxWithLoopedScan:
-    """``jax`` with ``lax.scan`` replaced by :func:`_scan`; everything else passes through."""
+    """``jax`` whose ``lax.scan``/``lax.fori_loop`` loop in Python for an active recorder."""
 
     def __init__(self, jax_module: Any) -> None:
         self._jax = jax_module
@@ -398,6 +400,7 @@ class _LaxWithLoopedScan:
         return getattr(self._lax, name)
 
     def scan(self, f: Callable, init: Any, xs: Any = None, length: int | None = None, **kw: Any):
+        """``lax.scan`` as a loop over ``xs[i]`` (same operations), each step an iteration."""
         recorder = _ACTIVE.get()
         leaves = jax.tree.leaves(xs)
         n = length if length is not None else (leaves[0].shape[0] if leaves else None)
@@ -410,6 +413,23 @@ class _LaxWithLoopedScan:
                 carry, ys[i] = f(carry, jax.tree.map(lambda a, i=i: a[i], xs))
         stacked = jax.tree.map(lambda *y: jnp.stack(y), *(ys[i] for i in range(n)))
         return carry, stacked
+
+    def fori_loop(self, lower: Any, upper: Any, body: Callable, init: Any, **kw: Any) -> Any:
+        """``lax.fori_loop`` with Python-int bounds as a loop: calls repeat as ``m``, ``m@2``."""
+        recorder = _ACTIVE.get()
+        looped = (
+            isinstance(lower, int)
+            and isinstance(upper, int)
+            and upper - lower <= MAX_LOOPED_SCAN
+            and recorder is not None
+            and recorder.at_home()
+        )
+        if not looped:
+            return self._lax.fori_loop(lower, upper, body, init, **kw)
+        value = init
+        for i in range(lower, upper):
+            value = body(jnp.asarray(i, jnp.int32), value)
+        return value
 
 
 # --------------------------------------------------------------------------- Linen

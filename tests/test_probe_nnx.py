@@ -687,3 +687,37 @@ def test_modules_shared_by_all_scan_steps_keep_their_names() -> None:
     np.testing.assert_allclose(probe.activations(x, "broadcast@2")["broadcast@2"], h, rtol=1e-4)
     assert probe.layer("shared").n_params == 20 and probe.layer("shared@2").n_params == 0
     assert sum(layer.n_params for layer in probe.layers) == param_count(model)
+
+
+class Refine(nnx.Module):
+    """One weight-shared block applied three times with ``nnx.fori_loop``."""
+
+    def __init__(self, rngs: nnx.Rngs) -> None:
+        self.block = Inner(rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        h = x.reshape(x.shape[0], -1)
+        return nnx.fori_loop(
+            0, 3, lambda i, state: (state[0], state[0](state[1])), (self.block, h)
+        )[1]
+
+
+def test_fori_loop_calls_are_layers() -> None:
+    model = Refine(nnx.Rngs(7))
+    x = RNG.uniform(size=(2, 2, 2, 1)).astype(np.float32)
+    probe = jv.Probe(model, input_shape=(2, 2, 1))
+    assert probe.layer_names == (
+        "block.fc",
+        "block",
+        "block.fc@2",
+        "block@2",
+        "block.fc@3",
+        "block@3",
+    )
+    p = plain_params(model)["block"]["fc"]
+    h = jnp.asarray(x.reshape(2, -1))
+    acts = probe.activations(x)
+    for name in ("block", "block@2", "block@3"):
+        h = jnp.tanh(dense(h, p))
+        np.testing.assert_allclose(acts[name], h, rtol=1e-4, atol=1e-5)
+    assert [layer.n_params for layer in probe.layers] == [20, 0, 0, 0, 0, 0]
