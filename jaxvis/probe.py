@@ -31,7 +31,11 @@ __all__ = ["Layer", "Probe", "tap"]
 
 
 class Layer(NamedTuple):
-    """One layer of a probed model; ``shape`` excludes the batch axis."""
+    """One layer of a probed model; ``shape`` excludes the batch axis.
+
+    ``n_params`` counts the layer's own parameters, not its sublayers' (a ResNet block's
+    convolutions count in their own rows), so no parameter is counted twice.
+    """
 
     name: str
     kind: str
@@ -134,6 +138,19 @@ class Probe:
         """The layer called ``name``; unknown names raise with the closest names suggested."""
         self._check_layer_names([name])
         return next(layer for layer in self.layers if layer.name == name)
+
+    def module_of(self, name: str) -> tuple[str, tuple[int, ...]]:
+        """Where layer ``name``'s parameters live: the module's path in the model's graph and,
+        inside stacked (``nnx.vmap``-created, ``nnx.scan``-run) blocks, the block index along
+        the parameters' leading axes.
+
+        Example::
+
+            probe.module_of("blocks.3.attn.query")   # ("blocks.attn.query", (3,))
+            probe.module_of("conv1")                 # ("conv1", ())
+        """
+        layer = self.layer(name)
+        return _module_of(layer.name, self._infos[layer.name])
 
     def layout(self, name: str) -> LayerLayout:
         """How layer ``name`` is laid out (spatial, vector, tokens over a grid, attention)."""
@@ -452,6 +469,10 @@ def _owned_params(adapter: _Adapter) -> dict[str, dict[str, tuple[int, ...]]]:
     return _owned_by_module(leaves, {p[:k] for p, _ in leaves for k in range(len(p))})
 
 
+def _module_of(name: str, info: LayerInfo) -> tuple[str, tuple[int, ...]]:
+    return (info.path if info.path is not None else name.split("@")[0]), info.index
+
+
 def _count_params(
     infos: dict[str, LayerInfo], owned: dict[str, dict[str, tuple[int, ...]]]
 ) -> tuple[dict[str, int], dict[str, int]]:
@@ -464,13 +485,11 @@ def _count_params(
     counts: dict[str, int] = {}
     seen: set[tuple[str, tuple[int, ...]]] = set()
     for name, info in infos.items():
-        path = info.path if info.path is not None else name.split("@")[0]
-        key = (path, info.index)
+        path, index = _module_of(name, info)
         counts[name] = 0
-        if path in owned and key not in seen:
-            seen.add(key)
-            depth = len(info.index)
-            counts[name] = sum(int(np.prod(s[depth:])) for s in owned[path].values())
+        if path in owned and (path, index) not in seen:
+            seen.add((path, index))
+            counts[name] = sum(int(np.prod(s[len(index) :])) for s in owned[path].values())
     covered = {path for path, _ in seen}
     other = {
         f"{module}.{name}" if module else name: int(np.prod(shape))

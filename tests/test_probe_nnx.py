@@ -721,3 +721,10 @@ def test_fori_loop_calls_are_layers() -> None:
         h = jnp.tanh(dense(h, p))
         np.testing.assert_allclose(acts[name], h, rtol=1e-4, atol=1e-5)
     assert [layer.n_params for layer in probe.layers] == [20, 0, 0, 0, 0, 0]
+
+
+def test_module_of_locates_parameters_of_stacked_blocks(vit_probe: jv.Probe) -> None:
+    assert vit_probe.module_of("blocks.2.attn.query") == ("blocks.attn.query", (2,))
+    assert vit_probe.module_of("head") == ("head", ())
+    with pytest.raises(ValueError, match="did you mean 'blocks.2.attn'"):
+        vit_probe.module_of("blocks.2.atn")
