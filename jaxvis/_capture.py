@@ -318,9 +318,8 @@ _CLASSES: dict[tuple[type, str], type] = {}
 _CLASSES_LOCK = threading.Lock()
 
 
-def _recording_class(cls: type, path: str) -> type:
-    """``cls`` with a ``__call__`` that records its output as layer ``path`` (cached)."""
-    base = getattr(cls, "_jaxvis_base", cls)
+def _recording_class(base: type, path: str) -> type:
+    """``base`` with a ``__call__`` that records its output as layer ``path`` (cached)."""
     with _CLASSES_LOCK:
         if (base, path) not in _CLASSES:
 
@@ -338,15 +337,10 @@ def _recording_class(cls: type, path: str) -> type:
 
             def body(ns: dict[str, Any]) -> None:
                 ns.update(
-                    __call__=__call__,
-                    __module__=base.__module__,
-                    __qualname__=base.__qualname__,
-                    _jaxvis_base=base,
+                    __call__=__call__, __module__=base.__module__, __qualname__=base.__qualname__
                 )
 
-            kwds = (
-                {"pytree": base._pytree__is_pytree} if hasattr(base, "_pytree__is_pytree") else {}
-            )
+            kwds = {"pytree": base._pytree__is_pytree}  # declared as the base was
             _CLASSES[base, path] = types.new_class(base.__name__, (base,), kwds, body)
         return _CLASSES[base, path]
 
@@ -357,13 +351,13 @@ _LOOP_USERS = 0
 
 @contextlib.contextmanager
 def _looped_scans() -> Iterator[None]:
-    """Let ``nnx.scan`` run as a Python loop while a recorder of this context is active.
+    """Let ``nnx.scan``/``nnx.fori_loop`` run as Python loops for an active recorder.
 
-    NNX's scan calls ``jax.lax.scan`` through its module's ``jax`` name; for the duration of
-    the block that name is a proxy which loops only for the context that has an active
-    recorder at its own trace level, and otherwise calls ``jax.lax.scan`` itself (so other
-    threads, and models outside probes, run exactly as before). Shared by concurrent probes
-    through a lock-guarded count.
+    NNX calls ``jax.lax.scan``/``fori_loop`` through its module's ``jax`` name; for the
+    duration of the block that name is a proxy which loops only for the context that has an
+    active recorder, at that recorder's trace level, and otherwise calls ``jax.lax`` itself (so
+    other threads, and models outside probes, run exactly as before). Concurrent probes share
+    it through a lock-guarded count; the last one out puts flax's own ``jax`` back.
     """
     global _LOOP_USERS
     from flax.nnx.transforms import iteration

@@ -55,11 +55,12 @@ def summary_html(probe: Probe) -> str:
         f"<td style='{cell}'></td><td style='{cell}'>{_shape(probe.input_shape)}</td>"
         f"<td style='{num}'></td><td style='{cell}'>range {probe.input_range}</td></tr>"
     ]
+    n_layers = len(probe.layers)  # a last "(other)" row holds parameters of no layer
     for i, row in enumerate(rows):
         indent = f"padding-left:{10 + 16 * int(row.get('depth', 0))}px"
         body.append(
             "<tr>"
-            f"<td style='{cell};color:#999'>{i}</td>"
+            f"<td style='{cell};color:#999'>{'' if i >= n_layers else i}</td>"
             f"<td style='{cell};{indent}'><code>{html.escape(str(row['name']))}</code></td>"
             f"<td style='{cell}'>{html.escape(str(row['kind']))}</td>"
             f"<td style='{cell}'>{_shape(row['shape'])}</td>"
@@ -68,7 +69,6 @@ def summary_html(probe: Probe) -> str:
             "</tr>"
         )
     total = sum(int(r["n_params"]) for r in rows)
-    n_layers = len(probe.layers)
     body.append(
         f"<tr style='font-weight:bold'><td style='{cell}'></td><td style='{cell}'>total</td>"
         f"<td style='{cell}'>{n_layers} layers</td><td style='{cell}'></td>"
