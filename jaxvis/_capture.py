@@ -60,7 +60,8 @@ class LayerInfo:
 
     ``path`` is the module's path in the model's graph and ``index`` the block indices of a
     layer inside stacked (``nnx.vmap``-created, ``nnx.scan``-run) modules: layer
-    ``blocks.3.attn`` is module ``blocks.attn`` at index ``(3,)``.
+    ``blocks.3.attn`` is module ``blocks.attn`` at index ``(3,)``. ``looped``: recorded inside
+    a scan or fori loop run as a Python loop.
     """
 
     kind: str
@@ -68,6 +69,7 @@ class LayerInfo:
     module: Any = None
     path: str | None = None
     index: tuple[int, ...] = ()
+    looped: bool = False
 
 
 @dataclass
@@ -91,10 +93,15 @@ class _Iteration:
 
 @dataclass
 class Recorder:
-    """Collects layer outputs in call order; ``wanted=None`` keeps them all."""
+    """Collects layer outputs in call order; ``wanted=None`` keeps them all.
+
+    ``loops``: let NNX scans and fori loops run as Python loops, so the layers inside them
+    are recorded (:func:`nnx_module_outputs`); without it they stay compiled loops.
+    """
 
     wanted: frozenset[str] | None = None
     truncate: bool = False
+    loops: bool = True
     outputs: dict[str, Any] = field(default_factory=dict)
     infos: dict[str, LayerInfo] = field(default_factory=dict)
     _seen: dict[str, int] = field(default_factory=dict)
@@ -103,6 +110,7 @@ class Recorder:
     is_slice: Callable[[str, Any], bool] = lambda path, module: True
     _trace: Any = None
     _depth: int = 0
+    _looping: int = 0
     _iterations: list[_Iteration] = field(default_factory=list)
 
     def record(
@@ -122,7 +130,8 @@ class Recorder:
             name = f"{name}@{count + 1}"
         if self.wanted is None or name in self.wanted:
             self.outputs[name] = value
-        self.infos[name] = LayerInfo(kind, _settings_of(module), module, path, index)
+        looped = self._looping > 0
+        self.infos[name] = LayerInfo(kind, _settings_of(module), module, path, index, looped)
         if self.truncate and self.wanted is not None and self.wanted <= self.outputs.keys():
             raise StopForward
 
@@ -138,6 +147,18 @@ class Recorder:
     def at_home(self) -> bool:
         """Whether JAX traces at the level this recorder started at (not inside a vmap body)."""
         return _current_trace() == self._trace
+
+    def may_loop(self, steps: int) -> bool:
+        """Whether a scan or fori loop of ``steps`` steps, traced now, should run as a loop."""
+        return self.loops and 0 < steps <= MAX_LOOPED_SCAN and self.at_home()
+
+    @contextlib.contextmanager
+    def looping(self) -> Iterator[None]:
+        self._looping += 1
+        try:
+            yield
+        finally:
+            self._looping -= 1
 
     def record_module(self, path: str, value: Any, module: Any) -> None:
         """Record a submodule's output, unless it was computed inside another transform's trace.
@@ -266,8 +287,9 @@ def nnx_module_outputs(root: Any) -> Iterator[None]:
 
     Covered: modules in attributes, ``nnx.List``, dicts, tuples, custom containers and
     ``nnx.Sequential``; blocks stacked with ``nnx.vmap`` and run with ``nnx.scan`` (as a
-    function or a method decorator): while a recorder is active, such scans run as a Python
-    loop over slices of the stacked state (the same operations, unrolled), and block ``i``'s
+    function or a method decorator): while a recorder with ``loops`` is active (the probe sets
+    it when a wanted layer lies inside a loop), such scans run as a Python loop over slices of
+    the stacked state (the same operations, unrolled: slower to compile), and block ``i``'s
     layers are named ``blocks.i``, ``blocks.i.attn``... (modules every step shares keep their
     names: ``norm``, ``norm@2``); ``nnx.fori_loop`` with Python-int bounds loops the same way,
     its repeated calls named ``block``, ``block@2``... Not covered: modules called only inside
@@ -397,32 +419,28 @@ class _LaxWithLoopedScan:
         """``lax.scan`` as a loop over ``xs[i]`` (same operations), each step an iteration."""
         recorder = _ACTIVE.get()
         leaves = jax.tree.leaves(xs)
-        n = length if length is not None else (leaves[0].shape[0] if leaves else None)
-        if recorder is None or not n or n > MAX_LOOPED_SCAN or not recorder.at_home():
+        n = length if length is not None else (leaves[0].shape[0] if leaves else 0)
+        if recorder is None or not recorder.may_loop(n):
             return self._lax.scan(f, init, xs, length, **kw)
         steps = range(n - 1, -1, -1) if kw.get("reverse", False) else range(n)
         carry, ys = init, {}
-        for i in steps:
-            with recorder.iteration(i):
-                carry, ys[i] = f(carry, jax.tree.map(lambda a, i=i: a[i], xs))
+        with recorder.looping():
+            for i in steps:
+                with recorder.iteration(i):
+                    carry, ys[i] = f(carry, jax.tree.map(lambda a, i=i: a[i], xs))
         stacked = jax.tree.map(lambda *y: jnp.stack(y), *(ys[i] for i in range(n)))
         return carry, stacked
 
     def fori_loop(self, lower: Any, upper: Any, body: Callable, init: Any, **kw: Any) -> Any:
         """``lax.fori_loop`` with Python-int bounds as a loop: calls repeat as ``m``, ``m@2``."""
         recorder = _ACTIVE.get()
-        looped = (
-            isinstance(lower, int)
-            and isinstance(upper, int)
-            and upper - lower <= MAX_LOOPED_SCAN
-            and recorder is not None
-            and recorder.at_home()
-        )
-        if not looped:
+        bounds = isinstance(lower, int) and isinstance(upper, int)
+        if recorder is None or not bounds or not recorder.may_loop(upper - lower):
             return self._lax.fori_loop(lower, upper, body, init, **kw)
         value = init
-        for i in range(lower, upper):
-            value = body(jnp.asarray(i, jnp.int32), value)
+        with recorder.looping():
+            for i in range(lower, upper):
+                value = body(jnp.asarray(i, jnp.int32), value)
         return value
 
 

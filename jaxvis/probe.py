@@ -168,7 +168,7 @@ class Probe:
 
         shapes = jax.eval_shape(run, self.params, spec)
         self._infos = {
-            name: LayerInfo(i.kind, i.settings, path=i.path, index=i.index)
+            name: LayerInfo(i.kind, i.settings, path=i.path, index=i.index, looped=i.looped)
             for name, i in recorder.infos.items()
         }
         counts, self._other_params = _count_params(self._infos, _owned_params(self._adapter))
@@ -189,7 +189,10 @@ class Probe:
         wanted layer and ``output`` is None. Safe to use inside ``jax.jit``/``jax.grad``.
         """
         wanted = None if layers is None else frozenset(layers)
-        recorder = Recorder(wanted=wanted, truncate=truncate and wanted is not None)
+        # Scans run as Python loops only when a wanted layer lives inside one (see
+        # nnx_module_outputs); the output alone compiles the model's own compact loop.
+        loops = wanted is None or any(n not in self._infos or self._infos[n].looped for n in wanted)
+        recorder = Recorder(wanted=wanted, truncate=truncate and wanted is not None, loops=loops)
         output = None
         with recorder.active():
             try:

@@ -728,3 +728,15 @@ def test_module_of_locates_parameters_of_stacked_blocks(vit_probe: jv.Probe) -> 
     assert vit_probe.module_of("head") == ("head", ())
     with pytest.raises(ValueError, match="did you mean 'blocks.2.attn'"):
         vit_probe.module_of("blocks.2.atn")
+
+
+def test_scans_loop_only_when_a_wanted_layer_is_inside(vit_probe: jv.Probe) -> None:
+    def program(layers: tuple[str, ...] | None) -> str:
+        fn = lambda x: vit_probe.apply(vit_probe.params, x, layers, truncate=False)  # noqa: E731
+        return str(jax.make_jaxpr(fn)(X))
+
+    assert "scan[" in program(())  # logits only: the model's own compiled scan
+    _ = vit_probe.layers  # which layers lie inside the scan is known once layers are listed
+    assert "scan[" in program(("patch_embed", "head"))
+    assert "scan[" not in program(("blocks.1.attn",))
+    assert "scan[" not in program(None)
