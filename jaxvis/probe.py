@@ -33,7 +33,11 @@ __all__ = ["Layer", "Probe", "tap"]
 
 
 class Layer(NamedTuple):
-    """One layer of a probed model; ``shape`` excludes the batch axis."""
+    """One layer of a probed model; ``shape`` excludes the batch axis.
+
+    ``n_params`` counts the layer's own parameters, not its sublayers' (a ResNet block's
+    convolutions count in their own rows), so no parameter is counted twice.
+    """
 
     name: str
     kind: str
@@ -50,10 +54,19 @@ class _Adapter:
     run: Callable[[Any, jax.Array], Any]
     params: Any
     module_params: Callable[[str], dict[str, np.ndarray]]
+    #: ``{module path: {parameter name: shape}}`` of each module's own parameters (not its
+    #: children's); None: read from the nesting of ``params["params"]`` (Linen).
+    owned_params: dict[str, dict[str, tuple[int, ...]]] | None = None
 
 
 class Probe:
     """Wrap a model to read the output of any of its layers.
+
+    An NNX model is probed in evaluation mode (dropout off, BatchNorm on its running
+    statistics), whatever mode it is left in; the user's object is never changed. Its layers
+    are its submodules, in any container, including blocks stacked with ``nnx.vmap`` and run
+    with ``nnx.scan`` (``blocks.0``, ``blocks.0.attn``, ...; see
+    :func:`jaxvis._capture.nnx_module_outputs` for what is covered).
 
     Args:
         model: a ``flax.nnx.Module``; a ``flax.linen.Module`` (then pass ``variables``); an
@@ -113,6 +126,7 @@ class Probe:
         self.token_grid = check_token_grid(token_grid)
         self._layers: tuple[Layer, ...] | None = None
         self._infos: dict[str, LayerInfo] = {}
+        self._other_params: dict[str, int] = {}
         self._jitted: dict[tuple[frozenset[str] | None, bool], Callable] = {}
 
     # ------------------------------------------------------------------ layers
@@ -154,6 +168,19 @@ class Probe:
         self._check_layer_names([name])
         return next(layer for layer in self.layers if layer.name == name)
 
+    def module_of(self, name: str) -> tuple[str, tuple[int, ...]]:
+        """Where layer ``name``'s parameters live: the module's path in the model's graph and,
+        inside stacked (``nnx.vmap``-created, ``nnx.scan``-run) blocks, the block index along
+        the parameters' leading axes.
+
+        Example::
+
+            probe.module_of("blocks.3.attn.query")   # ("blocks.attn.query", (3,))
+            probe.module_of("conv1")                 # ("conv1", ())
+        """
+        layer = self.layer(name)
+        return _module_of(layer.name, self._infos[layer.name])
+
     def layout(self, name: str) -> LayerLayout:
         """How layer ``name`` is laid out (spatial, vector, tokens over a grid, attention)."""
         layer = self.layer(name)
@@ -169,16 +196,15 @@ class Probe:
             return recorder.outputs
 
         shapes = jax.eval_shape(run, self.params, spec)
-        self._infos = {name: LayerInfo(i.kind, i.settings) for name, i in recorder.infos.items()}
+        self._infos = {
+            name: LayerInfo(i.kind, i.settings, path=i.path, index=i.index, looped=i.looped)
+            for name, i in recorder.infos.items()
+        }
+        counts, self._other_params = _count_params(self._infos, _owned_params(self._adapter))
         self._layers = tuple(
-            Layer(
-                name,
-                info.kind,
-                tuple(shapes[name].shape[1:]),
-                str(shapes[name].dtype),
-                sum(int(np.size(v)) for v in self._adapter.module_params(name).values()),
-            )
-            for name, info in recorder.infos.items()
+            Layer(name, i.kind, tuple(shape.shape[1:]), str(shape.dtype), counts[name])
+            for name, i in self._infos.items()
+            for shape in [shapes[name]]
         )
 
     # ------------------------------------------------------------------ compute
@@ -192,7 +218,10 @@ class Probe:
         wanted layer and ``output`` is None. Safe to use inside ``jax.jit``/``jax.grad``.
         """
         wanted = None if layers is None else frozenset(layers)
-        recorder = Recorder(wanted=wanted, truncate=truncate and wanted is not None)
+        # Scans run as Python loops only when a wanted layer lives inside one (see
+        # nnx_module_outputs); the output alone compiles the model's own compact loop.
+        loops = wanted is None or any(n not in self._infos or self._infos[n].looped for n in wanted)
+        recorder = Recorder(wanted=wanted, truncate=truncate and wanted is not None, loops=loops)
         output = None
         with recorder.active():
             try:
@@ -256,27 +285,65 @@ class Probe:
         found = {name: self._adapter.module_params(name) for name in names}
         return {name: params for name, params in found.items() if params}
 
+    @property
+    def n_params(self) -> int:
+        """The model's parameter count: the layers' own counts plus those in no layer."""
+        return sum(layer.n_params for layer in self.layers) + sum(self._other_params.values())
+
     def summary(self) -> list[dict[str, Any]]:
-        """One row per layer: name, kind, output shape, parameter count and its settings."""
-        return [
+        """One row per layer: name, kind, output shape, own parameter count and its settings.
+
+        ``n_params`` counts a layer's own parameters (not its sublayers'), so the column sums
+        to :attr:`n_params`; ``total_params`` adds the sublayers' and ``depth`` is the number
+        of enclosing layers. Parameters of no layer (a ViT's class token and position
+        embedding, modules never called) get a last row named ``"(other)"``.
+
+        Example::
+
+            rows = probe.summary()
+            assert sum(r["n_params"] for r in rows) == probe.n_params
+        """
+        names = self.layer_names
+        own = {layer.name: layer.n_params for layer in self.layers}
+        rows = [
             {
                 "name": layer.name,
                 "kind": layer.kind,
                 "shape": layer.shape,
                 "n_params": layer.n_params,
+                "total_params": sum(n for other, n in own.items() if _inside(other, layer.name)),
+                "depth": sum(_inside(layer.name, other) and other != layer.name for other in names),
                 **self._infos[layer.name].settings,
             }
             for layer in self.layers
         ]
+        if self._other_params:
+            count = sum(self._other_params.values())
+            rows.append(
+                {
+                    "name": "(other)",
+                    "kind": "parameters",
+                    "shape": (),
+                    "n_params": count,
+                    "total_params": count,
+                    "depth": 0,
+                    "params": tuple(self._other_params),
+                }
+            )
+        return rows
 
     def __repr__(self) -> str:
+        mode = "nnx model in evaluation mode" if self.kind == "nnx" else f"{self.kind} model"
         if self._layers is None and self.input_shape is None:
-            return f"Probe({self.kind} model, layers unknown until input_shape is given)"
-        lines = [f"Probe({self.kind} model, input {self.input_shape}, range {self.input_range})"]
+            return f"Probe({mode}, layers unknown until input_shape is given)"
+        lines = [f"Probe({mode}, input {self.input_shape}, range {self.input_range})"]
         lines += [
             f"  {layer.name:<24} {layer.kind:<14} {str(layer.shape):<16} {layer.n_params:>9,}"
             for layer in self.layers
         ]
+        if self._other_params:
+            lines.append(f"  {'(other parameters)':<56} {sum(self._other_params.values()):>9,}")
+        lines.append(f"  {'total':<56} {self.n_params:>9,}")
         return "\n".join(lines)
 
     # ------------------------------------------------------------------ validation
@@ -469,25 +536,113 @@ def _check_linen_variables(variables: Any) -> None:
 
 
 def _nnx_adapter(model: Any, call_kwargs: dict[str, Any]) -> _Adapter:
+    """Run an NNX model in evaluation mode, on a fresh copy of its state at every call.
+
+    The probe sees ``nnx.view(model, deterministic=True, use_running_average=True)``: dropout
+    off, BatchNorm on its running statistics, whatever mode the user's model is left in. The
+    view shares the model's parameters (the probe follows the model as it trains) but not its
+    modules, and each forward pass merges a copy of the state, so nothing the pass changes
+    (RNG counts, statistics, mode flags) reaches the user's object.
+    """
     from flax import nnx
 
-    graphdef, state = nnx.split(model)
+    view = nnx.view(model, deterministic=True, use_running_average=True, raise_if_not_found=False)
+    graphdef, state = nnx.split(view)
 
     def run(params: Any, x: jax.Array) -> Any:
-        clone = nnx.merge(graphdef, params)
+        clone = nnx.merge(graphdef, params, copy=True)
         with nnx_module_outputs(clone):
             return clone(x, **call_kwargs)
 
-    modules = {".".join(map(str, path)): m for path, m in nnx.iter_modules(model)}
+    modules = {_path_name(path): m for path, m in nnx.iter_modules(model)}
+    prefixes = {name.rsplit(".", k)[0] for name in modules for k in range(name.count(".") + 1)}
+    owned = _owned_by_module(
+        [(tuple(map(str, p)), v.shape) for p, v in nnx.to_flat_state(nnx.state(model, nnx.Param))],
+        {tuple(name.split(".")) if name else () for name in modules},
+    )
+
+    def locate(name: str) -> tuple[str, tuple[int, ...]] | None:
+        """``blocks.3.attn`` -> (``blocks.attn``, (3,)) for stacked blocks; None if unknown."""
+        path: list[str] = []
+        index: list[int] = []
+        for part in name.split("@")[0].split("."):
+            if ".".join([*path, part]) in prefixes:
+                path.append(part)
+            elif part.isdigit() and ".".join(path) in modules:
+                index.append(int(part))
+            else:
+                return None
+        return (".".join(path), tuple(index)) if ".".join(path) in modules else None
 
     def module_params(name: str) -> dict[str, np.ndarray]:
-        module = modules.get(name.split("@")[0])
-        if module is None:
+        found = locate(name)
+        if found is None:
             return {}
-        own = nnx.state(module, nnx.Param)
-        return {_join(path): np.asarray(value) for path, value in _flat_items(own)}
+        path, index = found
+        own = nnx.state(modules[path], nnx.Param)
+        return {_join(p): np.asarray(value)[index] for p, value in _flat_items(own)}
 
-    return _Adapter("nnx", run, state, module_params)
+    return _Adapter("nnx", run, state, module_params, owned)
+
+
+def _path_name(path: tuple[Any, ...]) -> str:
+    return ".".join(map(str, path))
+
+
+def _owned_by_module(
+    leaves: list[tuple[tuple[str, ...], tuple[int, ...]]], modules: set[tuple[str, ...]]
+) -> dict[str, dict[str, tuple[int, ...]]]:
+    """Give each parameter (path, shape) to the deepest module whose path starts its own."""
+    owned: dict[str, dict[str, tuple[int, ...]]] = {}
+    for path, shape in leaves:
+        cut = next(k for k in range(len(path) - 1, -1, -1) if path[:k] in modules)
+        owned.setdefault(".".join(path[:cut]), {})[".".join(path[cut:])] = tuple(shape)
+    return owned
+
+
+def _owned_params(adapter: _Adapter) -> dict[str, dict[str, tuple[int, ...]]]:
+    """``{module path: {name: shape}}`` of each module's own parameters, for any adapter.
+
+    Linen keeps a module's parameters in its own dict of ``variables["params"]``, nested
+    by scope; plain functions have no modules.
+    """
+    if adapter.owned_params is not None:
+        return adapter.owned_params
+    if adapter.kind != "linen" or not hasattr(adapter.params, "get"):
+        return {}
+    leaves = [(p, np.shape(v)) for p, v in _flat_items(adapter.params.get("params", {}))]
+    return _owned_by_module(leaves, {p[:k] for p, _ in leaves for k in range(len(p))})
+
+
+def _module_of(name: str, info: LayerInfo) -> tuple[str, tuple[int, ...]]:
+    return (info.path if info.path is not None else name.split("@")[0]), info.index
+
+
+def _count_params(
+    infos: dict[str, LayerInfo], owned: dict[str, dict[str, tuple[int, ...]]]
+) -> tuple[dict[str, int], dict[str, int]]:
+    """Each layer's own parameter count, and ``{name: size}`` of parameters in no layer.
+
+    A module called twice counts once (its first call); a stacked module's parameters are
+    split over its blocks (``blocks.3`` gets slice 3). The counts and the leftover sum to
+    the model's parameter count exactly.
+    """
+    counts: dict[str, int] = {}
+    seen: set[tuple[str, tuple[int, ...]]] = set()
+    for name, info in infos.items():
+        path, index = _module_of(name, info)
+        counts[name] = 0
+        if path in owned and (path, index) not in seen:
+            seen.add((path, index))
+            counts[name] = sum(int(np.prod(s[len(index) :])) for s in owned[path].values())
+    covered = {path for path, _ in seen}
+    other = {
+        f"{module}.{name}" if module else name: int(np.prod(shape))
+        for module, params in owned.items()
+        if module not in covered
+        for name, shape in params.items()
+    }
+    return counts, other
 
 
 def _linen_adapter(module: Any, variables: Any, call_kwargs: dict[str, Any]) -> _Adapter:
@@ -528,6 +683,11 @@ def _key_name(key: Any) -> str:
 def _join(path: tuple[str, ...]) -> str:
     parts = [p for p in path if p not in ("value", "raw_value")]
     return ".".join(parts)
+
+
+def _inside(name: str, parent: str) -> bool:
+    """Whether layer ``name`` is ``parent`` or one of its sublayers (by dotted path)."""
+    return name == parent or name.startswith(parent + ".")
 
 
 def _check_range(
