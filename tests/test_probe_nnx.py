@@ -173,6 +173,7 @@ def test_scanned_blocks_are_layers_named_by_block(vit_probe: jv.Probe) -> None:
         "attn.query",
         "attn.key",
         "attn.value",
+        "attn.attention_weights",  # captured by jaxvis._attention
         "attn.out",
         "attn",
         "drop",
