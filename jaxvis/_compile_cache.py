@@ -145,19 +145,19 @@ _state: dict[str, Store | None] = {}  # "store": the store in use once decided; 
 def _store() -> Store | None:
     """The store in use, decided from the environment at the first call."""
     if "store" not in _state:
-        choice = os.environ.get(ENV, "").strip()
-        if choice.lower() in _OFF:
+        if os.environ.get(ENV, "").strip().lower() in _OFF:
             _state["store"] = None
         else:
-            enable_compilation_cache(choice or None)
+            enable_compilation_cache()
     return _state["store"]
 
 
 def enable_compilation_cache(
     path: str | os.PathLike[str] | None = None, max_bytes: int | None = None
 ) -> Path:
-    """Store jaxvis's compiled programs in ``path`` (default ``<jaxvis cache>/compiled``), at
-    most ``max_bytes`` (default ``$JAXVIS_CACHE_MAX_BYTES`` or 1 GiB). Returns the folder.
+    """Store jaxvis's compiled programs in ``path`` (default: ``$JAXVIS_COMPILATION_CACHE`` if
+    it names a folder, else ``<jaxvis cache>/compiled``), at most ``max_bytes`` (default
+    ``$JAXVIS_CACHE_MAX_BYTES`` or 1 GiB). Returns the folder.
 
     Only jaxvis's programs are stored; JAX's configuration is left as it is.
 
@@ -170,7 +170,10 @@ def enable_compilation_cache(
         max_bytes = int(os.environ.get(MAX_BYTES_ENV, DEFAULT_MAX_BYTES))
     if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes <= 0:
         raise ValueError(f"max_bytes must be a positive integer, got {max_bytes!r}")
-    folder = Path(path).expanduser() if path is not None else cache_dir() / "compiled"
+    if path is None:
+        choice = os.environ.get(ENV, "").strip()
+        path = choice if choice and choice.lower() not in _OFF else cache_dir() / "compiled"
+    folder = Path(path).expanduser()
     _state["store"] = Store(folder, max_bytes)
     return folder
 
