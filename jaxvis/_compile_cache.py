@@ -16,8 +16,9 @@ The rule:
   :func:`enable_compilation_cache` and :func:`disable_compilation_cache` decide at run time.
 * At most ``max_bytes`` (default 1 GiB, or ``JAXVIS_CACHE_MAX_BYTES``): after each write the
   least recently used entries (by modification time, refreshed on every hit) are deleted.
-* An entry's key hashes the program's StableHLO, the compiler options, the device and the
-  JAX/jaxlib versions, so a changed program or a new JAX never loads a stale executable.
+* An entry's key hashes the program's StableHLO, the compiler options (jaxvis's, ``XLA_FLAGS``
+  and the JAX options that become compile options), the device and the JAX/jaxlib versions,
+  so a changed program or a new JAX never loads a stale executable.
 * Caveats: programs whose arguments span several devices (sharded) are compiled but not
   stored; loading an entry runs code from the folder, so keep it private (as JAX's own
   cache); a user who also switched on JAX's cache gets jaxvis's cold compiles stored there
@@ -67,6 +68,17 @@ HIT_EVENT = "/jaxvis/compilation_cache/hits"
 MISS_EVENT = "/jaxvis/compilation_cache/misses"
 _OFF = ("0", "off", "false", "no")
 _SUFFIX = ".xla"
+#: JAX options that JAX turns into compile options (so into the executable), not into the
+#: program's text
+_COMPILE_FLAGS = (
+    "jax_exec_time_optimization_effort",
+    "jax_memory_fitting_effort",
+    "jax_memory_fitting_level",
+    "jax_optimization_level",
+    "jax_compiler_enable_remat_pass",
+    "jax_xla_profile_version",
+    "jax_use_shardy_partitioner",
+)
 
 
 class Store:
@@ -241,6 +253,7 @@ def _key(lowered: jax.stages.Lowered, device: jax.Device, options: dict[str, str
         str(device.id),
         repr(sorted((options or {}).items())),
         os.environ.get("XLA_FLAGS", ""),
+        repr([getattr(jax.config, name, None) for name in _COMPILE_FLAGS]),
         str(lowered.in_tree),
         str(lowered.out_tree),
         lowered.as_text(),

@@ -60,7 +60,14 @@ CPU_OPTIONS: dict[str, str] = {
 
 
 class Jitted:
-    """What :func:`jit` returns: call it as the ``jax.jit`` function; ``lower`` as well."""
+    """What :func:`jit` returns: call it as the ``jax.jit`` function; ``lower`` as well.
+
+    Example::
+
+        square = Jitted(lambda v: v * v)
+        square(np.arange(3.0))          # compiled (or loaded) once per signature
+        square.lower(np.arange(3.0)).as_text()
+    """
 
     def __init__(self, fn: Callable, static_argnums: int | Sequence[int] = (), **kwargs: Any):
         static = (static_argnums,) if isinstance(static_argnums, int) else tuple(static_argnums)
