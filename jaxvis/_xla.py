@@ -111,15 +111,14 @@ class Jitted:
         lowered = self.lower(*args, **kwargs)
         return functools.partial(self._compile, signature, leaves, lowered)
 
-    def _signature(self, args: tuple, kwargs: dict) -> tuple[Hashable, list, list]:
-        dynamic = [a for i, a in enumerate(args) if i not in self._static]
-        leaves, tree = jax.tree_util.tree_flatten((dynamic, kwargs))
-        signature = (
-            tree,
-            tuple(a for i, a in enumerate(args) if i in self._static),
-            tuple(map(_leaf_signature, leaves)),
-            trace_context(),
-        )
+    def _signature(self, args: tuple, kwargs: dict) -> tuple[Hashable, Sequence, list]:
+        if self._static:
+            dynamic: Sequence = [a for i, a in enumerate(args) if i not in self._static]
+            static = tuple(a for i, a in enumerate(args) if i in self._static)
+        else:
+            dynamic, static = args, ()
+        leaves, tree = jax.tree_util.tree_flatten((dynamic, kwargs) if kwargs else dynamic)
+        signature = (tree, static, tuple(map(_leaf_signature, leaves)), trace_context())
         return signature, dynamic, leaves
 
     def _compile(
