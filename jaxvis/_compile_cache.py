@@ -38,6 +38,7 @@ import hashlib
 import os
 import tempfile
 import threading
+import warnings
 import zlib
 from pathlib import Path
 
@@ -238,7 +239,11 @@ def compile_cached(
     except (ValueError, NotImplementedError):  # this executable cannot be serialised
         return compiled
     jax.monitoring.record_event(MISS_EVENT)
-    store.put(key, data)
+    try:
+        store.put(key, data)
+    except OSError as error:  # a read-only or full disk: run on, uncached
+        message = f"jaxvis could not store a compiled program in {store.path}: {error.strerror}"
+        warnings.warn(message, stacklevel=2)
     return compiled
 
 

@@ -206,6 +206,13 @@ def test_a_corrupt_entry_is_compiled_again_and_replaced(tmp_path, restore_store)
     assert entry.read_bytes() != b"not an executable"
 
 
+def test_an_unwritable_folder_warns_and_runs_on(tmp_path, restore_store):
+    (tmp_path / "file").write_text("not a folder")
+    jv.enable_compilation_cache(tmp_path / "file" / "store")
+    with pytest.warns(UserWarning, match="could not store"):
+        assert float(_xla.jit(lambda v: jnp.sum(v) + 0.5)(np.ones(3, np.float32))) == 3.5
+
+
 def test_the_store_evicts_the_least_recently_used_entries(tmp_path):
     store = _compile_cache.Store(tmp_path, max_bytes=2500)
     data = {k: np.random.default_rng(i).bytes(1000) for i, k in enumerate("abc")}
