@@ -3,10 +3,12 @@
 XLA:CPU needs about a second to compile a model's gradient. Every jaxvis program compiles
 through :func:`jaxvis._xla.jit`, which lowers it ahead of time, looks the program up here and
 compiles it only on a miss, saving the executable (``jax.experimental.serialize_executable``)
-for the next process. Only jaxvis's programs are stored: JAX's own persistent cache
-(``jax_compilation_cache_dir``) is neither switched on nor read nor written by jaxvis, so a
-user's ``jax.jit`` programs (often with weights baked in as constants) never land here, and
-``import jaxvis`` changes no ``jax.config`` value.
+for the next process. Only jaxvis's programs are stored, so a user's ``jax.jit`` programs
+(often with weights baked in as constants: 43 MB each on a ResNet-18) never land here.
+jaxvis never switches on JAX's own persistent cache and ``import jaxvis`` changes no
+``jax.config`` value: JAX's cache is one folder per process, opened at the first compile that
+finds ``jax_compilation_cache_dir`` set, and from then on it stores every program of the
+process, so it cannot be scoped to jaxvis's compiles.
 
 The rule:
 
