@@ -7,8 +7,9 @@ for the next process. Only jaxvis's programs are stored, so a user's ``jax.jit``
 (often with weights baked in as constants: 43 MB each on a ResNet-18) never land here.
 jaxvis never switches on JAX's own persistent cache and ``import jaxvis`` changes no
 ``jax.config`` value: JAX's cache is one folder per process, opened at the first compile that
-finds ``jax_compilation_cache_dir`` set, and from then on it stores every program of the
-process, so it cannot be scoped to jaxvis's compiles.
+finds ``jax_compilation_cache_dir`` set, and from then on it looks up and stores every program
+of the process that compiles for longer than ``jax_persistent_cache_min_compile_time_secs``,
+so it cannot be scoped to jaxvis's compiles.
 
 The rule:
 
