@@ -77,10 +77,6 @@ def test_importing_jaxvis_changes_no_jax_config_value(tmp_path):
     assert not tmp_path.exists() or not any(tmp_path.iterdir())  # and writes nothing
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="jaxvis/optvis/regularizers.py runs jnp.isfinite on its presets at import",
-)
 def test_importing_every_jaxvis_module_compiles_nothing(tmp_path):
     assert _run(_CONFIG, {"JAXVIS_CACHE": str(tmp_path)})["compiles"] == 0
 
