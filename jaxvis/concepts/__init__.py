@@ -1,0 +1,23 @@
+"""``jv.concepts``: what a layer represents, as directions found by factorising its activations.
+
+Single channels are rarely the unit of meaning; directions found by NMF (Lucid's neuron
+groups, CRAFT), Semi-NMF, PCA or a sparse autoencoder often are. This package streams a
+layer's activations into an :class:`ActivationDataset` (spatial positions and ViT patch tokens
+as samples, sharded over devices, reservoir-subsampled), fits :class:`Concepts` with
+:func:`fit`, measures SAEs (:func:`sae_metrics`), and shows each concept the way the Deep
+Visualization Toolbox shows a unit (:mod:`jaxvis.concepts.views`).
+
+Example::
+
+    import jaxvis as jv
+    zoo = jv.zoo.load("shapes_cnn")
+    ds = jv.concepts.activations(zoo.probe, zoo.x_train[:1000], "act5", max_samples=30_000)
+    nmf = jv.concepts.fit(ds.samples + 1.0, 8, method="nmf")     # ELU >= -1: shift to >= 0
+    sae = jv.concepts.fit(ds, 256, method="topk", k=8)
+    jv.concepts.sae_metrics(sae, ds.samples)                      # R2, L0, dead, dense
+"""
+
+from jaxvis.concepts.acts import ActivationDataset, activations
+from jaxvis.concepts.factor import METHODS, Concepts, fit
+
+__all__ = ["METHODS", "ActivationDataset", "Concepts", "activations", "fit"]
