@@ -19,5 +19,15 @@ Example::
 
 from jaxvis.concepts.acts import ActivationDataset, activations
 from jaxvis.concepts.factor import METHODS, Concepts, fit
+from jaxvis.concepts.sae import loss_recovered, sae_metrics, train_sae
 
-__all__ = ["METHODS", "ActivationDataset", "Concepts", "activations", "fit"]
+__all__ = [
+    "METHODS",
+    "ActivationDataset",
+    "Concepts",
+    "activations",
+    "fit",
+    "loss_recovered",
+    "sae_metrics",
+    "train_sae",
+]

@@ -114,8 +114,9 @@ class Concepts:
     def _jparams(self) -> dict[str, jax.Array]:
         cached = self.__dict__.get("_jax_params")
         if cached is None:
-            cached = {k: jnp.asarray(v) for k, v in self.params.items()}
-            cached["directions"] = jnp.asarray(self.directions)
+            with jax.ensure_compile_time_eval():  # concrete even when first called under jit
+                cached = {k: jnp.asarray(v) for k, v in self.params.items()}
+                cached["directions"] = jnp.asarray(self.directions)
             object.__setattr__(self, "_jax_params", cached)
         return cached
 

@@ -216,7 +216,7 @@ def train_sae(
     k: int = 8,
     steps: int = 2000,
     batch_size: int = 1024,
-    lr: float = 1e-3,
+    lr: float = 4e-3,
     warmup: int = 100,
     l0_coeff: float = 1e-3,
     bandwidth: float = 0.05,
