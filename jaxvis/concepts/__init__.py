@@ -15,19 +15,32 @@ Example::
     nmf = jv.concepts.fit(ds.samples + 1.0, 8, method="nmf")     # ELU >= -1: shift to >= 0
     sae = jv.concepts.fit(ds, 256, method="topk", k=8)
     jv.concepts.sae_metrics(sae, ds.samples)                      # R2, L0, dead, dense
+    fv = jv.concepts.feature_vis(zoo.probe, sae, which=range(9))  # 9 concepts, one run
+    top = jv.concepts.top_k(zoo.probe, zoo.x_train, sae, k=9)     # top-9 images per concept
+    jv.concepts.heatmap(zoo.probe, sae, zoo.x_test[:4])           # (4, 8, 8, 256)
+    jv.concepts.importance(zoo.probe, sae, zoo.x_test[:64], 3)    # gradient x code, (256,)
 """
 
+from jaxvis.concepts import views
 from jaxvis.concepts.acts import ActivationDataset, activations
 from jaxvis.concepts.factor import METHODS, Concepts, fit
 from jaxvis.concepts.sae import loss_recovered, sae_metrics, train_sae
+from jaxvis.concepts.views import concept_probe, feature_vis, heatmap, importance, patches, top_k
 
 __all__ = [
     "METHODS",
     "ActivationDataset",
     "Concepts",
     "activations",
+    "concept_probe",
+    "feature_vis",
     "fit",
+    "heatmap",
+    "importance",
     "loss_recovered",
     "sae_metrics",
+    "patches",
+    "top_k",
     "train_sae",
+    "views",
 ]

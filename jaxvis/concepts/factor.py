@@ -82,6 +82,21 @@ class Concepts:
         codes = _encoder(self.method, self.info.get("encode_iters", 200))(self._jparams(), flat)
         return codes.reshape(*x.shape[:-1], self.n_concepts)
 
+    def encode_with(self, params: dict[str, jax.Array], acts: jax.Array) -> jax.Array:
+        """``encode`` with the arrays passed in (``params`` as :meth:`jax_params` gives them),
+        so a jitted caller takes them as arguments instead of baking them in as constants."""
+        flat = acts.reshape(-1, self.n_channels).astype(jnp.float32)
+        codes = _encoder(self.method, self.info.get("encode_iters", 200))(params, flat)
+        return codes.reshape(*acts.shape[:-1], self.n_concepts)
+
+    def decode_with(self, params: dict[str, jax.Array], codes: jax.Array) -> jax.Array:
+        out = codes @ params["directions"]
+        return out + params["mean"] if "mean" in params else out
+
+    def jax_params(self) -> dict[str, jax.Array]:
+        """The arrays of :meth:`encode_with`/:meth:`decode_with` (``directions`` included)."""
+        return dict(self._jparams())
+
     def decode(self, codes: Any) -> jax.Array:
         """Activations ``(..., C)`` rebuilt from codes ``(..., K)``."""
         z = jnp.asarray(codes, jnp.float32)
