@@ -21,7 +21,7 @@ Example::
     jv.concepts.importance(zoo.probe, sae, zoo.x_test[:64], 3)    # gradient x code, (256,)
 """
 
-from jaxvis.concepts import views
+from jaxvis.concepts import report, views
 from jaxvis.concepts.acts import ActivationDataset, activations
 from jaxvis.concepts.factor import METHODS, Concepts, fit
 from jaxvis.concepts.sae import loss_recovered, sae_metrics, train_sae
@@ -40,6 +40,7 @@ __all__ = [
     "loss_recovered",
     "sae_metrics",
     "patches",
+    "report",
     "top_k",
     "train_sae",
     "views",
