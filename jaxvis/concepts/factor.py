@@ -198,7 +198,7 @@ def fit(
 
     Args:
         acts: ``(N, C)`` samples (an :class:`~jaxvis.concepts.ActivationDataset`, or an array
-            ``(..., C)``, flattened to rows). SAEs also take an iterable of ``(B, C)`` batches.
+            ``(..., C)``, flattened to rows). SAEs stream random mini-batches from it.
         n_concepts: ``K``; at most ``C`` for the factorisations, any size for SAEs.
         method: one of :data:`METHODS`.
         max_iter: iterations of NMF/Semi-NMF (stopping earlier once the objective's relative

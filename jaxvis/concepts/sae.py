@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import math
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -426,8 +427,6 @@ def loss_recovered(
     its mean (mean ablation). ``recovered = (ablated - spliced) / (ablated - original)``: 1 is
     perfect, 0 is no better than the mean.
     """
-    from jaxvis.attribution._edit import edited_apply
-
     layer = layer or concepts.layer
     if layer is None:
         raise ValueError("layer is unknown: pass layer=, the layer the concepts were fitted on")
@@ -438,26 +437,8 @@ def loss_recovered(
     if lay.kind not in ("spatial", "vector"):
         raise ValueError(f"loss_recovered supports spatial and vector layers, not {lay.kind}")
 
-    def splice(a):
-        return concepts.reconstruct(a.reshape(-1, a.shape[-1])).reshape(a.shape).astype(a.dtype)
-
-    @jax.jit
-    def losses(params, x, y, mean_act):
-        out, _ = probe.apply(params, x, truncate=False)
-        logp = jax.nn.log_softmax(out)
-        rec, _ = edited_apply(probe, params, x, {layer: splice})
-        abl, _ = edited_apply(
-            probe, params, x, {layer: lambda a: jnp.broadcast_to(mean_act, a.shape)}
-        )
-
-        def ce(o):
-            lp = jax.nn.log_softmax(o)
-            if y is None:
-                return jnp.sum(jnp.exp(logp) * (logp - lp), axis=-1)
-            return -jnp.take_along_axis(lp, y[:, None], axis=1)[:, 0]
-
-        return jnp.sum(ce(out)), jnp.sum(ce(rec)), jnp.sum(ce(abl))
-
+    losses = _loss_fn(probe, concepts, layer, labels is None)
+    cparams = concepts.jax_params()
     acts_mean = None
     tot = np.zeros(3)
     for s in range(0, len(x_all), batch_size):
@@ -470,7 +451,7 @@ def loss_recovered(
             if labels is None
             else jnp.asarray(np.asarray(labels)[s : s + batch_size], jnp.int32)
         )
-        tot += np.array([float(v) for v in losses(probe.params, xb, yb, acts_mean)])
+        tot += np.array([float(v) for v in losses(probe.params, cparams, xb, yb, acts_mean)])
     orig, rec, abl = tot / len(x_all)
     return {
         "original": orig,
@@ -478,3 +459,47 @@ def loss_recovered(
         "ablated": abl,
         "recovered": (abl - rec) / (abl - orig) if abl != orig else float("nan"),
     }
+
+
+_LOSS_FNS: dict = {}
+
+
+def _loss_fn(probe: Any, concepts: Concepts, layer: str, kl: bool) -> Callable:
+    """The jitted ``(params, concept params, x, y, mean act) -> summed losses`` (cached per
+    probe, method and layer; the concepts' arrays are arguments, not constants)."""
+    from jaxvis.attribution._edit import edited_apply
+
+    key = (
+        id(probe),
+        concepts.method,
+        concepts.n_concepts,
+        concepts.info.get("encode_iters"),
+        layer,
+        kl,
+    )
+    if key in _LOSS_FNS and _LOSS_FNS[key][0]() is probe:
+        return _LOSS_FNS[key][1]
+
+    def losses(params, cparams, x, y, mean_act):
+        def splice(a):
+            rec = concepts.decode_with(cparams, concepts.encode_with(cparams, a))
+            return rec.astype(a.dtype)
+
+        out, _ = probe.apply(params, x, truncate=False)
+        logp = jax.nn.log_softmax(out)
+        rec, _ = edited_apply(probe, params, x, {layer: splice})
+        abl, _ = edited_apply(
+            probe, params, x, {layer: lambda a: jnp.broadcast_to(mean_act, a.shape)}
+        )
+
+        def ce(o):
+            lp = jax.nn.log_softmax(o)
+            if kl:
+                return jnp.sum(jnp.exp(logp) * (logp - lp), axis=-1)
+            return -jnp.take_along_axis(lp, y[:, None], axis=1)[:, 0]
+
+        return jnp.sum(ce(out)), jnp.sum(ce(rec)), jnp.sum(ce(abl))
+
+    fn = jit(losses)
+    _LOSS_FNS[key] = (weakref.ref(probe), fn)
+    return fn
