@@ -248,7 +248,7 @@ def test_encode_accepts_maps_and_is_traceable():
     assert g.shape == maps.shape and np.isfinite(np.asarray(g)).all()
 
 
-@pytest.mark.parametrize("method", ["nmf", "seminmf", "pca"])
+@pytest.mark.parametrize("method", ["nmf", "seminmf", "pca", "ica"])
 def test_save_and_load_without_pickle(method, tmp_path):
     x = nonneg_data(n=200, c=6, k=2)
     c = fit(x, 2, method=method, layer="act5")
@@ -292,3 +292,28 @@ def test_errors_name_the_argument():
         )
     with pytest.raises(ValueError, match="act55"):
         activations(jv.zoo.load("shapes_cnn").probe, np.zeros((2, 32, 32, 3)), "act55")
+
+
+def test_ica_recovers_independent_sources_as_sklearn_does():
+    from sklearn.decomposition import FastICA
+
+    rng = np.random.default_rng(0)
+    sources = np.stack(
+        [rng.laplace(size=3000), np.sign(rng.normal(size=3000)), rng.uniform(-1, 1, 3000)], 1
+    )
+    mixing = rng.normal(size=(3, 8))
+    x = (sources @ mixing + 0.01 * rng.normal(size=(3000, 8))).astype(np.float32)
+    ours = fit(x, 3, method="ica")
+    sk = FastICA(3, whiten="unit-variance", random_state=0, max_iter=500).fit(x)
+
+    def match(est):  # |correlation| of each true source with its best estimate
+        c = np.abs(np.corrcoef(sources.T, est.T)[:3, 3:])
+        return c.max(1)
+
+    codes = np.asarray(ours.encode(x))
+    assert np.all(match(codes) > 0.99), match(codes)
+    assert np.all(match(sk.transform(x)) > 0.99)
+    # the directions are the mixing rows (up to order and sign)
+    cos = np.abs(ours.directions @ (mixing / np.linalg.norm(mixing, axis=1, keepdims=True)).T)
+    assert np.all(cos.max(1) > 0.99)
+    assert ours.r2(x) > 0.99

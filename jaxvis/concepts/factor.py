@@ -6,6 +6,8 @@
 * ``"seminmf"``: non-negative codes, signed directions (Ding, Li & Jordan 2010), for signed
   layers (tanh, ELU, GELU, ViT tokens);
 * ``"pca"``: principal directions of the centred data, a baseline;
+* ``"ica"``: independent components (symmetric FastICA with the log-cosh contrast on the
+  ``K`` leading whitened principal components, as scikit-learn's ``FastICA``);
 * ``"topk"``, ``"batchtopk"``, ``"jumprelu"``: sparse autoencoders (:mod:`jaxvis.concepts.sae`).
 
 Every fit and every ``encode``/``decode`` is one jitted program per shape. Directions are
@@ -37,7 +39,7 @@ from jaxvis._xla import jit
 
 __all__ = ["FACTOR_METHODS", "METHODS", "Concepts", "fit"]
 
-FACTOR_METHODS = ("nmf", "seminmf", "pca")
+FACTOR_METHODS = ("nmf", "seminmf", "pca", "ica")
 SAE_METHODS = ("topk", "batchtopk", "jumprelu")
 METHODS = FACTOR_METHODS + SAE_METHODS
 _EPS = 1e-10
@@ -248,6 +250,12 @@ def fit(
         mean, comps, var = _pca(xj, k)
         info["explained_variance"] = np.asarray(var).tolist()
         return Concepts("pca", np.asarray(comps), {"mean": np.asarray(mean)}, info)
+    if method == "ica":
+        mean, dirs, w_enc, it = _ica_fn(k, max_iter)(xj, jnp.float32(tol), jax.random.key(seed))
+        info["n_iter"] = int(it)
+        return Concepts(
+            "ica", np.asarray(dirs), {"mean": np.asarray(mean), "w_enc": np.asarray(w_enc)}, info
+        )
     solver = _nmf_fit if method == "nmf" else _seminmf_fit
     w, h, it, obj = solver(k, max_iter)(xj, jnp.float32(tol))
     w, h = _unit_rows(w, h)
@@ -430,6 +438,46 @@ def _pca(x: jax.Array, k: int):
     return _pca_fn(k)(x)
 
 
+# ------------------------------------------------------------------ ICA
+
+
+def _sym_decorrelate(w: jax.Array) -> jax.Array:
+    s, u = jnp.linalg.eigh(w @ w.T)
+    return (u * (1.0 / jnp.sqrt(jnp.maximum(s, 1e-12)))) @ u.T @ w
+
+
+@functools.cache
+def _ica_fn(k: int, max_iter: int):
+    def run(x, tol, key):
+        mean = x.mean(0)
+        xc = x - mean
+        _, s, vt = jnp.linalg.svd(xc, full_matrices=False)
+        std = s[:k] / jnp.sqrt(x.shape[0])
+        white = vt[:k].T / std  # (C, K): whitened = xc @ white has identity covariance
+        z = xc @ white
+        w0 = _sym_decorrelate(jax.random.normal(key, (k, k), jnp.float32))
+
+        def cond(state):
+            _, it, lim = state
+            return (it < max_iter) & (lim > tol)
+
+        def body(state):
+            w, it, _ = state
+            g = jnp.tanh(z @ w.T)  # (N, K)
+            w1 = g.T @ z / z.shape[0] - jnp.mean(1 - g**2, axis=0)[:, None] * w
+            w1 = _sym_decorrelate(w1)
+            lim = jnp.max(jnp.abs(jnp.abs(jnp.sum(w1 * w, axis=1)) - 1))
+            return w1, it + 1, lim
+
+        w, it, _ = jax.lax.while_loop(cond, body, (w0, 0, jnp.float32(jnp.inf)))
+        enc = white @ w.T  # (C, K): sources = xc @ enc
+        mix = w @ (vt[:k] * std[:, None])  # (K, C): xc ~ sources @ mix
+        norms = jnp.linalg.norm(mix, axis=1)
+        return mean, mix / norms[:, None], enc * norms, it
+
+    return jit(run)
+
+
 # ------------------------------------------------------------------ encoders
 
 
@@ -437,6 +485,8 @@ def _pca(x: jax.Array, k: int):
 def _encoder(method: str, iters: int):
     if method == "pca":
         return jax.jit(lambda p, x: (x - p["mean"]) @ p["directions"].T)
+    if method == "ica":
+        return jax.jit(lambda p, x: (x - p["mean"]) @ p["w_enc"])
     if method in SAE_METHODS:
         from jaxvis.concepts.sae import encode_fn
 
