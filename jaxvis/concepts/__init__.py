@@ -1,7 +1,7 @@
 """``jv.concepts``: what a layer represents, as directions found by factorising its activations.
 
 Single channels are rarely the unit of meaning; directions found by NMF (Lucid's neuron
-groups, CRAFT), Semi-NMF, PCA or a sparse autoencoder often are. This package streams a
+groups, CRAFT), Semi-NMF, PCA, ICA or a sparse autoencoder often are. This package streams a
 layer's activations into an :class:`ActivationDataset` (spatial positions and ViT patch tokens
 as samples, sharded over devices, reservoir-subsampled), fits :class:`Concepts` with
 :func:`fit`, measures SAEs (:func:`sae_metrics`), and shows each concept the way the Deep
