@@ -46,6 +46,18 @@ def test_fit_shows_a_row_per_concept(ce):
     assert ce.detail.value[:4] == b"\x89PNG" and ce.progress.value == 100
 
 
+def _pngs(ce, cls):
+    return [c.value for r in ce.rows.children for c in r.children if cls in c._dom_classes]
+
+
+def test_another_input_redraws_only_the_heatmaps(ce):
+    fv, heat = _pngs(ce, "jv-ce-fv"), _pngs(ce, "jv-ce-heat")
+    ce.image_slider.value = 5
+    assert _pngs(ce, "jv-ce-fv") == fv and _pngs(ce, "jv-ce-heat") != heat
+    assert "input #5" in ce.status.value
+    ce.image_slider.value = 0
+
+
 def test_click_a_concept_and_sort_by_importance(ce):
     before = ce.detail.value
     button = ce.rows.children[2].children[0]

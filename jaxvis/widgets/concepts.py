@@ -35,6 +35,8 @@ __all__ = ["ConceptExplorer"]
 
 ROW_PX = 96
 DETAIL_INPUTS = 6
+#: rows drawn at most (in display order: sort by importance to see the ones that matter)
+MAX_ROWS = 32
 
 
 class ConceptExplorer(W.VBox):
@@ -96,6 +98,7 @@ class ConceptExplorer(W.VBox):
         self._fv: np.ndarray | None = None
         self._top: Any = None
         self._importance: dict[int, np.ndarray] = {}
+        self._row_pngs: dict[int, list[tuple[bytes, str]]] = {}  # per concept: fv, patches
         self.error = ErrorBox()
 
         self.method_select = W.Dropdown(
@@ -266,6 +269,7 @@ class ConceptExplorer(W.VBox):
             )
         self.concepts = concepts
         self._importance = {}
+        self._row_pngs = {}
         self.selected = 0
         t0 = time.perf_counter()
         self.progress.description = "views"
@@ -338,7 +342,7 @@ class ConceptExplorer(W.VBox):
         lo, hi = self.probe.input_range
         rows = []
         big = float(np.abs(imp).max()) if imp is not None else 1.0
-        for j in order[:32]:
+        for j in order[:MAX_ROWS]:
             label = W.Button(description=f"concept {j}", layout=W.Layout(width="110px"))
             label.add_class("jv-ce-select")
             label.add_class(f"jv-ce-select-{j}")
@@ -366,6 +370,23 @@ class ConceptExplorer(W.VBox):
             "" if imp is None else f" · sorted by importance for class {target}"
         )
         self._draw_detail()
+
+    def _static_pngs(self, j: int) -> list[tuple[bytes, str]]:
+        """Concept ``j``'s feature visualisation and top patches as PNGs (cached: they do not
+        change with the input or the sorting)."""
+        if j not in self._row_pngs:
+            lo, hi = self.probe.input_range
+            out = []
+            if self._fv is not None:
+                out.append(
+                    (render.png_bytes(preview_image(self._fv[j : j + 1], ROW_PX)), "jv-ce-fv")
+                )
+            crops = jc.patches(self.probe, self.dataset, self._top, j, fill=lo)
+            tiles = [_rgb(p, lo, hi) for p in np.asarray(crops)]
+            grid = render.grid(tiles, normalize="none", ncols=3)
+            out.append((render.png_bytes(grid), "jv-ce-patches"))
+            self._row_pngs[j] = out
+        return self._row_pngs[j]
 
     def _draw_detail(self) -> None:
         c, j = self.concepts, self.selected
