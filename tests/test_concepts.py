@@ -317,3 +317,18 @@ def test_ica_recovers_independent_sources_as_sklearn_does():
     cos = np.abs(ours.directions @ (mixing / np.linalg.norm(mixing, axis=1, keepdims=True)).T)
     assert np.all(cos.max(1) > 0.99)
     assert ours.r2(x) > 0.99
+
+
+def test_crops_are_samples_as_in_craft(zoo, images):
+    import jax.image
+
+    ds = activations(zoo.probe, images[:6], "act5", crops=3, crop_size=0.5, progress=False)
+    assert len(ds) == 18 and ds.grid is None and ds.n_channels == 64
+    for r in (0, 7, 17):
+        i, (t, left) = ds.image_index[r], ds.positions[r]
+        crop = images[i, t : t + 16, left : left + 16][None]
+        big = jax.image.resize(crop, (1, 32, 32, 3), "bilinear")
+        ref = np.asarray(zoo.probe.activations(big, ["act5"])["act5"]).mean((1, 2))[0]
+        np.testing.assert_allclose(ds.samples[r], ref, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="crop_size"):
+        activations(zoo.probe, images[:2], "act5", crops=2, crop_size=1.5)

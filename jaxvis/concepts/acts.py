@@ -110,15 +110,21 @@ def layer_samples(probe: Probe, layer: str) -> tuple[Callable[[Any], Any], tuple
 _STEPS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _step(probe: Probe, layer: str, mesh: Mesh) -> Callable:
+def _step(probe: Probe, layer: str, mesh: Mesh, pooled: bool = False) -> Callable:
     cache = _STEPS.setdefault(probe, {})
-    key = (layer, tuple(d.id for d in mesh.devices.flat))
+    key = (layer, tuple(d.id for d in mesh.devices.flat), pooled)
     if key not in cache:
-        to_view, _ = layer_samples(probe, layer)
+        to_view, grid = layer_samples(probe, layer)
+        full = tuple(probe.input_shape)
 
         def run(params: Any, x: jax.Array) -> jax.Array:
+            if pooled:  # crops: resized to the model's input, the layer averaged over positions
+                x = jax.image.resize(x, (x.shape[0], *full), "bilinear")
             _, acts = probe.apply(params, x, [layer])
-            return to_view(acts[layer]).astype(jnp.float32)
+            view = to_view(acts[layer]).astype(jnp.float32)
+            if pooled and grid is not None:
+                view = view.mean(axis=(1, 2))
+            return view
 
         cache[key] = jit(
             run,
@@ -135,6 +141,8 @@ def activations(
     *,
     max_samples: int | None = None,
     positions_per_image: int | None = None,
+    crops: int | None = None,
+    crop_size: float = 0.5,
     seed: int = 0,
     batch_size: int = 256,
     devices: Sequence[jax.Device] | None = None,
@@ -151,7 +159,11 @@ def activations(
             (reservoir sampling: memory is ``max_samples x C`` floats). None keeps all.
         positions_per_image: first draw this many random positions per image (fewer rows per
             image, more images for the same memory), None for all.
-        seed: seed of the subsampling.
+        crops: instead of positions, take this many random square crops per image (side
+            ``crop_size`` times the image's shorter side), resize each to the input size and
+            average the layer over its positions: one sample per crop, as CRAFT does.
+            ``positions`` then holds each crop's top-left pixel ``(row, col)`` in its image.
+        seed: seed of the subsampling (and of the crops).
         batch_size: batch size when ``batches`` is one array.
         devices: mesh devices (default every device JAX sees).
         progress: show a progress bar.
@@ -164,6 +176,12 @@ def activations(
         max_samples = _positive_int(max_samples, "max_samples")
     if positions_per_image is not None:
         positions_per_image = _positive_int(positions_per_image, "positions_per_image")
+    if crops is not None:
+        crops = _positive_int(crops, "crops")
+        if isinstance(crop_size, bool) or not isinstance(crop_size, int | float):
+            raise TypeError(f"crop_size must be a number in (0, 1], got {crop_size!r}")
+        if not 0 < crop_size <= 1:
+            raise ValueError(f"crop_size must be in (0, 1], got {crop_size}")
     batch_size = _positive_int(batch_size, "batch_size")
     stream = _iter_batches(batches, batch_size)
     if probe.input_shape is None:
@@ -175,7 +193,7 @@ def activations(
     probe.layer(layer)  # unknown names raise with the closest names
     _, grid = layer_samples(probe, layer)
     mesh = _mesh(devices)
-    step = _step(probe, layer, mesh)
+    step = _step(probe, layer, mesh, pooled=crops is not None)
     params = jax.device_put(probe.params, NamedSharding(mesh, P()))
     rng = np.random.default_rng(seed)
     reservoir = _Reservoir(max_samples, rng)
@@ -185,6 +203,13 @@ def activations(
         for i, x in enumerate(stream):
             x = _check_batch(probe, x, i)
             n = x.shape[0]
+            if crops is not None:
+                rows, img, pos = _crop_samples(step, params, x, crops, crop_size, rng, mesh.size)
+                reservoir.add(rows, n_images + img, pos)
+                n_images += n
+                if bar is not None:
+                    bar.update(n)
+                continue
             cap = _round_up(n, mesh.size)
             x_pad = np.zeros((cap, *x.shape[1:]), np.float32)
             x_pad[:n] = x
@@ -217,11 +242,34 @@ def activations(
         samples=samples,
         image_index=img,
         positions=pos,
-        grid=grid,
+        grid=None if crops is not None else grid,
         n_images=n_images,
         n_seen=reservoir.seen,
         n_devices=mesh.size,
     )
+
+
+def _crop_samples(step, params, x, crops, crop_size, rng, n_dev):
+    """``crops`` random square crops of every image of ``x``, through the pooled step."""
+    n, h, w = x.shape[:3]
+    side = max(1, round(crop_size * min(h, w)))
+    tops = rng.integers(0, h - side + 1, size=(n, crops))
+    lefts = rng.integers(0, w - side + 1, size=(n, crops))
+    cut = np.stack(
+        [
+            x[i, t : t + side, c : c + side]
+            for i in range(n)
+            for t, c in zip(tops[i], lefts[i], strict=True)
+        ]
+    )
+    m = len(cut)
+    cap = _round_up(m, n_dev)
+    pad = np.zeros((cap, *cut.shape[1:]), np.float32)
+    pad[:m] = cut
+    rows = np.asarray(step(params, pad))[:m]
+    img = np.repeat(np.arange(n), crops)
+    pos = np.stack([tops.reshape(-1), lefts.reshape(-1)], axis=-1)
+    return rows, img, pos
 
 
 class _Reservoir:
