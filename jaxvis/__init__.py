@@ -21,7 +21,16 @@ from jaxvis._compile_cache import (
 )
 from jaxvis.probe import Layer, Probe, tap
 
-_LAZY_SUBPACKAGES = ("attribution", "dataset", "optvis", "render", "training", "widgets", "zoo")
+_LAZY_SUBPACKAGES = (
+    "attribution",
+    "concepts",
+    "dataset",
+    "optvis",
+    "render",
+    "training",
+    "widgets",
+    "zoo",
+)
 _LAZY_NAMES = {"Recorder": "training", "Recording": "training"}
 
 __all__ = [
