@@ -1,0 +1,132 @@
+"""The widgets scale with the model: capped tiles per grid, paging, sorting, search by index,
+only visible grids re-rendered, bytes per update bounded (issue 13).
+
+A cheap Linen model with a 2,048-channel layer stands in for a ResNet-50's last stage; the
+slow test runs the real ResNet-50 at 224x224 (random weights).
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import numpy as np
+import pytest
+
+import jaxvis as jv
+from jaxvis.widgets import LayerExplorer
+from jaxvis.widgets.layer_explorer import PAGE, channel_order
+
+BIG = 2048
+BUDGET = 1_500_000  # PNG bytes per image-slider move
+
+
+class Wide(nn.Module):
+    """conv 16 ch at 32x32 -> conv 64 ch at 16x16 -> 1x1 conv to 2,048 ch at 4x4 -> head."""
+
+    @nn.compact
+    def __call__(self, x):
+        x = nn.relu(nn.Conv(16, (3, 3), name="conv1")(x))
+        x = nn.relu(nn.Conv(64, (3, 3), strides=2, name="conv2")(x))
+        x = nn.max_pool(x, (4, 4), strides=(4, 4))
+        x = nn.relu(nn.Conv(BIG, (1, 1), name="wide")(x))
+        return nn.Dense(10, name="head")(x.mean(axis=(1, 2)))
+
+
+@pytest.fixture(scope="module")
+def wide():
+    module = Wide()
+    variables = module.init(jax.random.key(0), np.zeros((1, 32, 32, 3), np.float32))
+    probe = jv.Probe(module, variables, input_shape=(32, 32, 3))
+    images = np.random.default_rng(0).uniform(0, 1, (4, 32, 32, 3)).astype(np.float32)
+    return probe, images
+
+
+def test_grids_are_capped_and_pages_follow_the_sort(wide):
+    probe, images = wide
+    ex = LayerExplorer(probe, images, sort="mean")
+    ex.select("wide", 0)
+    assert not ex.error.error
+    assert ex.grid.n_tiles == PAGE and ex.page_slider.max == BIG // PAGE - 1
+    assert all(g["n_tiles"] <= PAGE for g in ex.grids.geometry)
+    act = np.asarray(probe.activations(images[:1], "wide")["wide"])[0]  # (4, 4, 2048)
+    want = np.argsort(-act.mean(axis=(0, 1)), kind="stable")
+    np.testing.assert_array_equal(ex.order, want)
+    ex.page_slider.value = 1  # the second page: channels 64..127 of the sorted order
+    shown = [int(label.split(":")[0].split()[1]) for label in ex.grid.labels]
+    assert shown == want[PAGE : 2 * PAGE].tolist()
+    assert "65–128 of 2048" in ex.page_info.value
+    ex.sort_toggle.value = "max"
+    np.testing.assert_array_equal(ex.order, np.argsort(-act.max(axis=(0, 1)), kind="stable"))
+    ex.sort_toggle.value = "index"
+    ex.page_slider.value = 2
+    assert ex.grid.labels[0].startswith("ch 128:")
+
+
+def test_search_by_index_jumps_to_its_page_and_a_click_maps_back(wide):
+    probe, images = wide
+    ex = LayerExplorer(probe, images, sort="max")
+    ex.select("wide", 0)
+    ex.channel_slider.value = 1500  # search a channel by index
+    position = int(np.flatnonzero(ex.order == 1500)[0])
+    assert ex.page_slider.value == position // PAGE
+    assert ex.grid.selected == position % PAGE
+    assert ex.grid.labels[ex.grid.selected].startswith("ch 1500:")
+    assert "channel 1500" in ex.enlarged_info.value
+    ex.grid.selected = 7  # a click on the page's eighth tile
+    assert ex.channel_slider.value == int(ex.order[PAGE * ex.page_slider.value + 7])
+    assert not ex.error.error
+
+
+def test_slider_move_renders_only_what_is_on_screen(wide):
+    probe, images = wide
+    ex = LayerExplorer(probe, images)
+    ex.select("wide", 3)
+    ex.grids.expanded = [False] * len(ex.grids.names)  # every row closed
+    ex.slider.value = 1
+    t = ex.last_timing
+    assert t["grids"] == 1  # the selected layer's page only
+    assert set(ex.acts) == {"wide"}  # no other layer kept
+    closed_bytes = t["bytes"]
+    open_ = [False] * len(ex.grids.names)
+    open_[ex.grids.index("conv1")] = True  # what a click on conv1's title does
+    ex.grids.expanded = open_
+    assert ex.grids.png("conv1")[:4] == b"\x89PNG" and ex.grids.png("conv2") == b""
+    assert set(ex.acts) == {"wide", "conv1"}
+    ex.slider.value = 2
+    assert ex.last_timing["grids"] == 2 and ex.last_timing["bytes"] > closed_bytes
+    ex.grids.selected = (ex.grids.index("conv1"), 5)  # a click on a thumbnail tile
+    assert ex.layer_select.value == "conv1" and ex.channel_slider.value == 5
+    assert not ex.error.error
+
+
+def test_thumbnails_average_big_maps_down():
+    class Net(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            return nn.Conv(8, (3, 3), name="big")(x).mean(axis=(1, 2))
+
+    net = Net()
+    variables = net.init(jax.random.key(0), np.zeros((1, 112, 112, 3), np.float32))
+    probe = jv.Probe(net, variables, input_shape=(112, 112, 3))
+    ex = LayerExplorer(probe, np.zeros((1, 112, 112, 3), np.float32) + 0.5)
+    assert ex.grids.geometry_of("big")["tile_h"] == 28  # 112 / 4, no upscaling
+    assert "maps ÷4" in ex.grids.titles[0]
+    assert ex.grid.tile_h == 112  # the page is at full resolution
+
+
+@pytest.mark.slow
+def test_resnet50_slider_move_sends_under_budget():
+    module = jv.zoo.resnet50()
+    variables = jv.zoo.init_variables(module, seed=0, input_shape=(224, 224, 3))
+    probe = jv.Probe(module, variables, input_shape=(224, 224, 3), input_range=(-3.0, 3.0))
+    images = np.random.default_rng(0).normal(size=(3, 224, 224, 3)).clip(-3, 3)
+    ex = LayerExplorer(probe, images.astype(np.float32))
+    assert len(ex.grids.names) > 100 and not any(ex.grids.expanded)  # big: rows start closed
+    for layer in ("bn1", "layer4_2"):  # 64 maps of 112x112; 2,048 of 7x7
+        ex.select(layer, 0)
+        assert not ex.error.error
+        ex.slider.value = (ex.slider.value + 1) % 3
+        assert not ex.error.error
+        assert ex.last_timing["bytes"] < BUDGET and ex.last_timing["grids"] == 1
+        assert set(ex.acts) == {layer}
+    assert channel_order(np.zeros((3, 1, 1)), "max").tolist() == [0, 1, 2]
