@@ -14,6 +14,7 @@ import pytest
 
 import jaxvis as jv
 from jaxvis.widgets import LayerExplorer
+from jaxvis.widgets.feature_vis import preview_image
 from jaxvis.widgets.layer_explorer import PAGE, channel_order
 
 BIG = 2048
@@ -130,3 +131,24 @@ def test_resnet50_slider_move_sends_under_budget():
         assert ex.last_timing["bytes"] < BUDGET and ex.last_timing["grids"] == 1
         assert set(ex.acts) == {layer}
     assert channel_order(np.zeros((3, 1, 1)), "max").tolist() == [0, 1, 2]
+
+
+def test_feature_vis_whole_layer_optimises_one_block_of_a_wide_layer(wide):
+    probe, _ = wide
+    fv = jv.widgets.FeatureVis(probe, layer="wide", channel=70)
+    assert fv.channel_slider.max == BIG - 1
+    fv.whole_layer.value = True
+    assert fv.grid_channels() == list(range(64, 128))  # the block holding channel 70
+    assert fv.objective().batch == 64
+    big = np.random.default_rng(0).uniform(size=(20, 224, 224, 3))
+    assert preview_image(big).shape[:2] == (4 * 112 + 6, 5 * 112 + 8)
+
+
+def test_unit_explorer_tiles_of_big_images_are_averaged_down():
+    from jaxvis.widgets.unit_explorer import _shrink, _with_box
+
+    rgb = np.zeros((224, 224, 3), np.uint8)
+    assert _shrink(rgb)[0].shape == (112, 112, 3) and _shrink(rgb)[1] == 2
+    boxed = _with_box(rgb, (0, 0, 112, 112))  # the box scales with the image
+    assert boxed.shape == (112, 112, 3) and tuple(boxed[0, 0]) == (230, 40, 40)
+    assert tuple(boxed[56, 56]) == (0, 0, 0) and tuple(boxed[55, 20]) == (230, 40, 40)

@@ -3,10 +3,12 @@
 Pick a layer and a channel (or a neuron, or a class), a parameterisation and a preset, move
 the regularizer sliders and press Run: :func:`jaxvis.optvis.render` runs in a background
 thread, and between chunks of steps the widget updates the preview, the progress bar and the
-objective curve. Stop ends the run and keeps the last image. "Whole layer" shows every channel
-of the layer as one grid, optimised as one vectorised batch. Save writes the result as PNG and
-the run as an animated GIF. Every value is a traced input of the compiled step, so moving a
-slider and running again does not compile again. A ViT's token layers are offered too: a
+objective curve. Stop ends the run and keeps the last image. "Whole layer" shows the layer's
+channels as one grid, optimised as one vectorised batch: all of them up to
+:data:`GRID_MAX` (fewer for big inputs; a 2,048-channel layer shows the block of channels
+around the channel slider), previews averaged down to 112 px a tile. Save writes the result
+as PNG and the run as an animated GIF. Every value is a traced input of the compiled step, so
+moving a slider and running again does not compile again. A ViT's token layers are offered too: a
 channel there is the mean over the patch tokens, a neuron one patch of the grid.
 
 Example::
@@ -38,6 +40,12 @@ __all__ = ["FeatureVis", "preview_image"]
 
 #: The longer side (px) a single preview image is upscaled to at least.
 PREVIEW_PX = 224
+#: Whole-layer mode optimises at most this many channels at once, and at most
+#: :data:`GRID_PIXELS` input pixels in all (16 images of 224x224); preview tiles at most
+#: :data:`GRID_TILE_PX` px.
+GRID_MAX = 64
+GRID_PIXELS = 16 * 224 * 224
+GRID_TILE_PX = 112
 _REG_SLIDERS = {  # name: (description, min, max, step)
     "l1": ("L1", 0.0, 1.0, 0.01),
     "l2": ("L2", 0.0, 1.0, 0.01),
@@ -62,6 +70,9 @@ def preview_image(images: np.ndarray, size: int = PREVIEW_PX) -> np.ndarray:
     if images.shape[0] == 1:
         h, w = images.shape[1:3]
         return render.grid(images, normalize="none", scale=max(1, -(-size // max(h, w))))
+    factor = -(-max(images.shape[1:3]) // GRID_TILE_PX)
+    if factor > 1:
+        images = render.downsample(images, factor, axis=1)
     return render.grid(images, normalize="none", spacing=2)
 
 
@@ -284,10 +295,29 @@ class FeatureVis(W.VBox):
         if self.target.value == "class":
             n = len(self.class_select.options)
             return O.logit(range(n)) if grid else O.logit(self.class_select.value)
+        if not grid:
+            make = O.neuron if self.target.value == "neuron" else O.channel
+            return make(layer, self.channel_slider.value)
+        block = self.grid_channels()
         if self.target.value == "neuron":
-            c = self._channels(layer)
-            return O.neuron(layer, list(range(c)) if grid else self.channel_slider.value)
-        return O.channel(layer, "*" if grid else self.channel_slider.value)
+            return O.neuron(layer, block)
+        if len(block) == self._channels(layer):
+            return O.channel(layer, "*")
+        return O.channel(layer, block)
+
+    def grid_channels(self) -> list[int]:
+        """The channels whole-layer mode optimises: all, or the block of at most
+        :data:`GRID_MAX` (and :data:`GRID_PIXELS` input pixels) holding the channel slider's.
+
+        Example::
+
+            FeatureVis(resnet50_probe, layer="layer4_2", channel=70).grid_channels()  # 64..79
+        """
+        n = self._channels(self.layer_select.value)
+        h, w = self.probe.input_shape[:2]
+        size = max(1, min(GRID_MAX, GRID_PIXELS // (h * w), n))
+        start = (int(self.channel_slider.value) // size) * size
+        return list(range(start, min(n, start + size)))
 
     def settings(self) -> dict[str, Any]:
         """Keyword arguments for :func:`jaxvis.optvis.render` from the controls."""
