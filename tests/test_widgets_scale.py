@@ -113,6 +113,7 @@ def test_thumbnails_average_big_maps_down():
     assert ex.grids.geometry_of("big")["tile_h"] == 28  # 112 / 4, no upscaling
     assert "maps ÷4" in ex.grids.titles[0]
     assert ex.grid.tile_h == 112  # the page is at full resolution
+    assert ex.page_size == 20  # 64 maps of 112x112 would be 800k pixels: 20 a page
 
 
 @pytest.mark.slow
