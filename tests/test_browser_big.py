@@ -106,7 +106,7 @@ def test_big_explorer_pages_through_the_wide_layer(page):
     page.locator(f"{ROOT} .jv-sort button", has_text="max").click()  # sort by max activation
     _wait_src_change(page, src1)
     page.wait_for_function(
-        "sel => document.querySelector(sel).innerText.includes('by max activation')",
+        "sel => document.querySelector(sel).innerText.includes('1–64 of 2048 by max activation')",
         arg=PAGE_INFO,
         timeout=30_000,
     )

@@ -56,8 +56,10 @@ def test_grids_are_capped_and_pages_follow_the_sort(wide):
     shown = [int(label.split(":")[0].split()[1]) for label in ex.grid.labels]
     assert shown == want[PAGE : 2 * PAGE].tolist()
     assert "65–128 of 2048" in ex.page_info.value
-    ex.sort_toggle.value = "max"
-    np.testing.assert_array_equal(ex.order, np.argsort(-act.max(axis=(0, 1)), kind="stable"))
+    ex.sort_toggle.value = "max"  # a new sort starts on its first page: the top channels
+    top = np.argsort(-act.max(axis=(0, 1)), kind="stable")
+    np.testing.assert_array_equal(ex.order, top)
+    assert ex.page_slider.value == 0 and ex.grid.labels[0].startswith(f"ch {top[0]}:")
     ex.sort_toggle.value = "index"
     ex.page_slider.value = 2
     assert ex.grid.labels[0].startswith("ch 128:")

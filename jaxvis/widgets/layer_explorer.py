@@ -480,9 +480,16 @@ class LayerExplorer(W.VBox):
         self._sync_selection()
 
     def _on_settings(self, change: Any) -> None:
+        """A new sort starts at its first page (the top channels); a new scale keeps the page."""
         self._orders.clear()
         self._rows.clear()
-        self._page_to_channel()
+        if change is not None and change.get("owner") is self.sort_toggle:
+            self._syncing = True
+            try:
+                self.page_slider.value = 0
+            finally:
+                self._syncing = False
+        self._page_to_channel(keep_page=True)
         self._draw_page()
         self._draw_rows()
 
