@@ -147,6 +147,18 @@ def test_feature_vis_whole_layer_optimises_one_block_of_a_wide_layer(wide):
     assert preview_image(big).shape[:2] == (4 * 112 + 6, 5 * 112 + 8)
 
 
+def test_feature_vis_keeps_a_bounded_number_of_frames(wide):
+    from jaxvis.widgets.feature_vis import MAX_FRAMES
+
+    fv = jv.widgets.FeatureVis(wide[0], layer="wide")
+    history = np.zeros((1, 1))
+    for step in range(300):  # a long run's previews
+        fv._show(np.full((1, 32, 32, 3), step / 300, np.float32), history, step)
+    fv._show(np.ones((1, 32, 32, 3), np.float32), history, 300, final=True)
+    assert len(fv.frames) <= MAX_FRAMES + 1 and fv.frames[-1].min() == 255  # the last kept
+    assert fv.frames[0].max() == 0  # and the first
+
+
 def test_unit_explorer_tiles_of_big_images_are_averaged_down():
     from jaxvis.widgets.unit_explorer import _shrink, _with_box
 

@@ -46,6 +46,9 @@ PREVIEW_PX = 224
 GRID_MAX = 64
 GRID_PIXELS = 16 * 224 * 224
 GRID_TILE_PX = 112
+#: Frames kept for the GIF: when full, every other one goes and later previews are kept at
+#: half the rate (a 2,048-step run at 224 px holds 64 frames, 9.6 MB, not 512).
+MAX_FRAMES = 64
 _REG_SLIDERS = {  # name: (description, min, max, step)
     "l1": ("L1", 0.0, 1.0, 0.01),
     "l2": ("L2", 0.0, 1.0, 0.01),
@@ -112,6 +115,7 @@ class FeatureVis(W.VBox):
         self.result: optvis.RenderResult | None = None
         self.frames: list[np.ndarray] = []
         self.previews = 0
+        self._frame_every = 1
         self.thread: threading.Thread | None = None
         self._stop = threading.Event()
         self.error = ErrorBox()
@@ -361,6 +365,7 @@ class FeatureVis(W.VBox):
             )
         self._stop.clear()
         self.frames = []
+        self._frame_every = 1
         self.curve.x, self.curve.y = [], []
         self.progress.max = kwargs["steps"]
         self.progress.value = 0
@@ -390,7 +395,7 @@ class FeatureVis(W.VBox):
                 self.probe, obj, chunk=self.preview_every, callback=self._on_progress, **kwargs
             )
             res = self.result
-            self._show(res.images, res.history, res.steps)
+            self._show(res.images, res.history, res.steps, final=True)
             verb = "stopped" if res.stopped else "done"
             self.status.value = (
                 f"{verb} after {res.steps} steps · {obj.description} · "
@@ -408,10 +413,16 @@ class FeatureVis(W.VBox):
         self._show(progress.images, progress.history, progress.step)
         return not self._stop.is_set()
 
-    def _show(self, images: np.ndarray, history: np.ndarray, step: int) -> None:
+    def _show(
+        self, images: np.ndarray, history: np.ndarray, step: int, final: bool = False
+    ) -> None:
         frame = preview_image(images)
-        if not self.frames or self.frames[-1].shape == frame.shape:
+        keep = final or self.previews % self._frame_every == 0
+        if keep and (not self.frames or self.frames[-1].shape == frame.shape):
             self.frames.append(frame)
+            if len(self.frames) > MAX_FRAMES:
+                del self.frames[1::2]
+                self._frame_every *= 2
         self.preview.value = render.png_bytes(frame)
         self.previews += 1
         curve = np.asarray(history).mean(axis=1)
