@@ -167,3 +167,26 @@ def test_unit_explorer_tiles_of_big_images_are_averaged_down():
     boxed = _with_box(rgb, (0, 0, 112, 112))  # the box scales with the image
     assert boxed.shape == (112, 112, 3) and tuple(boxed[0, 0]) == (230, 40, 40)
     assert tuple(boxed[56, 56]) == (0, 0, 0) and tuple(boxed[55, 20]) == (230, 40, 40)
+
+
+def test_training_replay_frames_are_capped_for_wide_big_layers():
+    from jaxvis.training import Recording
+    from jaxvis.widgets.training_replay import MAX_CHANNELS, MAX_MAP_PX
+
+    acts = np.random.default_rng(0).normal(size=(2, 2, 112, 112, 256)).astype(np.float16)
+    rec = Recording(
+        steps=np.arange(2, dtype=np.int64),
+        images=np.zeros((2, 224, 224, 3), np.float32),
+        activations={"stem": acts},
+        metrics={"loss": np.ones(2)},
+        histograms={},
+        bin_edges={},
+        stats={},
+        labels=np.arange(2),
+        meta={"value_range": [-3.0, 3.0]},
+    )
+    replay = jv.widgets.TrainingReplay(rec)
+    frame = replay.render_frame(0, "stem")  # 2 rows of 32 maps of 56 px, not 256 of 112
+    assert frame.shape[1] < (MAX_CHANNELS + 2) * (MAX_MAP_PX + 2)
+    assert frame.shape[0] < 2 * 2 * (MAX_MAP_PX + 2)
+    assert len(replay.png(0, "stem")) < 600_000

@@ -249,16 +249,26 @@ class TrainingReplay(W.VBox):
 
     # ------------------------------------------------------------------ rendering
 
-    def _input_column(self, scale: int) -> np.ndarray:
-        if scale not in self._inputs:
+    def _input_column(self, row_px: int) -> np.ndarray:
+        """The probe images in a column, each about ``row_px`` tall (upscaled by an integer,
+        or averaged down when bigger)."""
+        if row_px not in self._inputs:
             x = np.asarray(self.recording.images, np.float32)
             value_range = self.recording.meta.get("input_range") or (0.0, 1.0)
             x01 = render.from_range(x, value_range, "input_range")
             tiles = x01 if x01.shape[-1] in (1, 3) else x01[..., :1]
-            self._inputs[scale] = render.grid(
-                tiles, ncols=1, scale=scale, normalize="none", spacing=SPACING, background=GAP
+            shrink = -(-tiles.shape[1] // row_px)
+            if shrink > 1:
+                tiles = render.downsample(tiles, shrink, axis=1)
+            self._inputs[row_px] = render.grid(
+                tiles,
+                ncols=1,
+                scale=max(1, row_px // tiles.shape[1]),
+                normalize="none",
+                spacing=SPACING,
+                background=GAP,
             )
-        return self._inputs[scale]
+        return self._inputs[row_px]
 
     def render_frame(self, index: int, layer: str) -> np.ndarray:
         """uint8 RGB frame of ``layer`` at recorded step number ``index`` (0-based position):
@@ -283,8 +293,7 @@ class TrainingReplay(W.VBox):
             spacing=SPACING,
             background=GAP,
         )
-        images = self.recording.images
-        column = self._input_column(max(1, (h * s) // images.shape[1]))
+        column = self._input_column(h * s)
         height = max(grid.shape[0], column.shape[0])
         out = np.full((height, column.shape[1] + 4 + grid.shape[1], 3), 255, np.uint8)
         out[: column.shape[0], : column.shape[1]] = column
