@@ -134,6 +134,9 @@ def test_resnet50_slider_move_sends_under_budget():
         assert ex.last_timing["bytes"] < BUDGET and ex.last_timing["grids"] == 1
         assert set(ex.acts) == {layer}
     assert channel_order(np.zeros((3, 1, 1)), "max").tolist() == [0, 1, 2]
+    probs = np.asarray(jax.nn.softmax(probe(images[ex.index : ex.index + 1])[0]))
+    assert len(ex.bars.x) == 10  # the ten likeliest of 1,000 classes, likeliest first
+    assert list(ex.bars.x) == [str(k) for k in np.argsort(-probs, kind="stable")[:10]]
 
 
 def test_feature_vis_whole_layer_optimises_one_block_of_a_wide_layer(wide):

@@ -79,6 +79,8 @@ NO_LAYERS = empty_message(
     "A plain function shows its layers where it marks them, e.g. h = jv.tap('block1', h); "
     "a Flax model's layers are found by themselves.",
 )
+#: Classes beyond this many show as the likeliest ones only.
+TOP_BARS = 10
 #: Display size (CSS px) of the enlarged channel and the input image.
 ENLARGED_PX = 224
 INPUT_PX = 168
@@ -314,7 +316,7 @@ class LayerExplorer(W.VBox):
         return list(names) if names is not None else None
 
     def _make_bars(self, names: list[str] | None) -> tuple[bq.Bars, bq.Figure]:
-        x = names if names else ["0"]
+        x = names[:TOP_BARS] if names else ["0"]
         xs = bq.OrdinalScale()
         ys = bq.LinearScale(min=0.0, max=1.0, allow_padding=False)
         cs = bq.ColorScale(colors=["#4c78a8", "#f58518"], min=0.0, max=1.0)  # top class orange
@@ -690,11 +692,15 @@ class LayerExplorer(W.VBox):
             if len(names) != len(probs):
                 names = [str(k) for k in range(len(probs))]
             top = int(np.argmax(probs))
-            is_top = (np.arange(len(probs)) == top).astype(float)
+            shown = np.arange(len(probs))
+            if len(probs) > TOP_BARS:  # ImageNet: the 10 likeliest, not 1,000 bars
+                shown = np.argsort(-probs, kind="stable")[:TOP_BARS]
+            is_top = (shown == top).astype(float)
+            bar_names = [names[k] for k in shown]
             with self.bars.hold_sync():
-                if list(self.bars.x) != names:
-                    self.bars.x = names
-                self.bars.y = probs
+                if list(self.bars.x) != bar_names:
+                    self.bars.x = bar_names
+                self.bars.y = probs[shown]
                 self.bars.color = is_top
             pred_text = f" · predicted <b>{names[top]}</b> ({probs[top]:.0%})"
         label_text = ""
