@@ -154,7 +154,11 @@ def measure_big(ctx, lab, name: str, case: tuple, presses: int, warmup: int) -> 
         t0 = time.perf_counter()
         samples = bh.measure_key_latency(page, handle, img, presses=presses, timeout=120)
         seconds = time.perf_counter() - t0
-        extra = page.evaluate("() => window.__jvCount") if counted else None
+        extra = None
+        if counted:  # previews during the presses, then during as long again with no presses
+            during = page.evaluate("() => window.__jvCount")
+            time.sleep(max(seconds, 20.0))
+            extra = {"during": during, "after": page.evaluate("() => window.__jvCount") - during}
         bh.screenshot(page, f"latency-{name}")
     finally:
         page.close()
@@ -267,8 +271,10 @@ def print_big(big: dict, presses: int) -> None:
         f = r["first"]
         print(f"{labels[name]:52}{f['median']:8.1f}{f['p95']:8.1f}{f['max']:8.1f}")
         if r["counted"] is not None:
+            c = r["counted"]
             print(
-                f"{'':4}FeatureVis previews shown meanwhile: {r['counted']} in {r['seconds']:.0f} s"
+                f"{'':4}FeatureVis previews shown: {c['during']} during the {r['seconds']:.0f} s"
+                f" of presses, {c['after']} in the {max(r['seconds'], 20.0):.0f} s after"
             )
     for name in ("resnet50", "vit_s16"):
         if "error" in big.get(name, {"error": "not run"}):
