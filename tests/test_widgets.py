@@ -146,7 +146,9 @@ def test_layer_explorer_builds_all_layers(probe, images):
     np.testing.assert_allclose(ex.bars.y, jax.nn.softmax(probe(images[:1])[0]), rtol=1e-5)
     assert "label <b>cat</b>" in ex.caption.value and "predicted" in ex.caption.value
     assert ex.input_image.value[:4] == b"\x89PNG" and ex.enlarged.value[:4] == b"\x89PNG"
-    assert set(ex.last_timing) == {"compute", "render", "total"}
+    assert set(ex.last_timing) == {"compute", "render", "total", "bytes", "grids"}
+    assert ex.grids.expanded == [True, True, True]  # a small model starts with every row open
+    assert ex.grid.n_tiles == 4 and ex.grid.labels == ex.grids.labels_of("conv1")  # the page
 
 
 def test_slider_move_updates_grids_and_bars(probe, images):

@@ -16,13 +16,14 @@ from jaxvis.render.blend import overlay
 from jaxvis.render.colormaps import CMAPS, colorize
 from jaxvis.render.encode import png_bytes, write_gif
 from jaxvis.render.norm import MODES, from_range, normalize, to_uint8
-from jaxvis.render.resample import upscale
+from jaxvis.render.resample import downsample, upscale
 from jaxvis.render.tiling import grid, grid_shape
 
 __all__ = [
     "CMAPS",
     "MODES",
     "colorize",
+    "downsample",
     "from_range",
     "grid",
     "grid_shape",

@@ -41,3 +41,25 @@ def repeat2d(arr: np.ndarray, fy: int, fx: int, axis: int = 0) -> np.ndarray:
     view = arr.reshape(lead + (h, 1, w, 1) + rest)
     out = np.broadcast_to(view, lead + (h, fy, w, fx) + rest)
     return out.reshape(lead + (h * fy, w * fx) + rest)
+
+
+def downsample(img: Any, factor: int, axis: int = 0) -> np.ndarray:
+    """Block means of ``factor x factor`` pixels over axes ``axis`` and ``axis + 1`` (float32);
+    rows and columns past the last whole block are dropped. A thumbnail of a big map.
+
+    >>> downsample(np.arange(16.0).reshape(4, 4), 2).tolist()
+    [[2.5, 4.5], [10.5, 12.5]]
+    """
+    arr = as_numeric(img, "img").astype(np.float32, copy=False)
+    factor = check_int(factor, "factor", minimum=1)
+    if arr.ndim < axis + 2:
+        raise ValueError(f"img needs axes {axis} and {axis + 1}; got shape {arr.shape}")
+    if factor == 1:
+        return arr
+    h, w = arr.shape[axis] // factor, arr.shape[axis + 1] // factor
+    if h == 0 or w == 0:
+        raise ValueError(f"factor {factor} is larger than the map {arr.shape[axis : axis + 2]}")
+    lead, rest = arr.shape[:axis], arr.shape[axis + 2 :]
+    index = (slice(None),) * axis + (slice(0, h * factor), slice(0, w * factor))
+    blocks = arr[index].reshape(lead + (h, factor, w, factor) + rest)
+    return blocks.mean(axis=(axis + 1, axis + 3))

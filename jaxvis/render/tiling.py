@@ -93,6 +93,7 @@ def grid(
     cmap: str = "gray",
     background: int | tuple[int, int, int] = 255,
     tile_axis: int | None = None,
+    gray_2d: bool = False,
 ) -> np.ndarray:
     """Tile maps into one uint8 (H, W, 3) image, row by row.
 
@@ -107,6 +108,8 @@ def grid(
     their colours). ``scale=None`` upscales by the smallest integer (nearest neighbour) that
     makes each tile's longer side >= 32 px. ``spacing`` pixels of ``background`` separate
     tiles (none around the border); empty cells of the last row are ``background`` too.
+    ``gray_2d=True`` returns grey scalar tiles on a grey background as one (H, W) plane (a
+    third of the bytes, no colormap pass: the fast path for big layers).
 
     >>> grid(np.zeros((7, 7, 10))).shape  # 10 channels -> 3 x 4 tiles of 35 px, 1 px apart
     (107, 143, 3)
@@ -130,20 +133,25 @@ def grid(
         x = arr if arr.dtype in (np.float32, np.float64) else arr.astype(np.float32)
         axes = tuple(range(1, x.ndim)) if normalize == "channel" else None
         x01 = scale01(x, normalize, axes)
-    if x01.ndim == 3:
+    plane = gray_2d and x01.ndim == 3 and cmap == "gray" and bool(np.all(bg == bg[0]))
+    if plane:
+        rgb = np.rint(x01 * 255.0).astype(np.uint8)
+        bg = bg[:1]
+    elif x01.ndim == 3:
         rgb = colorize(x01, cmap)
     else:
         rgb = np.rint(x01 * 255.0).astype(np.uint8)
-    rgb = repeat2d(rgb, s, s, axis=1)  # (N, h*s, w*s, 3)
-    th, tw = h * s, w * s
+    if plane:
+        rgb = rgb[..., None]
+    rgb = repeat2d(rgb, s, s, axis=1)  # (N, h*s, w*s, channels)
+    th, tw, ch = h * s, w * s, rgb.shape[-1]
 
-    cells = np.empty((rows * cols, th, tw, 3), np.uint8)
+    cells = np.empty((rows * cols, th, tw, ch), np.uint8)
     cells[:n] = rgb
     cells[n:] = bg
-    canvas = np.empty((rows, th + spacing, cols, tw + spacing, 3), np.uint8)
+    canvas = np.empty((rows, th + spacing, cols, tw + spacing, ch), np.uint8)
     canvas[...] = bg
-    canvas[:, :th, :, :tw] = cells.reshape(rows, cols, th, tw, 3).transpose(0, 2, 1, 3, 4)
-    out = canvas.reshape(rows * (th + spacing), cols * (tw + spacing), 3)
-    return np.ascontiguousarray(
-        out[: rows * (th + spacing) - spacing, : cols * (tw + spacing) - spacing]
-    )
+    canvas[:, :th, :, :tw] = cells.reshape(rows, cols, th, tw, ch).transpose(0, 2, 1, 3, 4)
+    out = canvas.reshape(rows * (th + spacing), cols * (tw + spacing), ch)
+    out = out[: rows * (th + spacing) - spacing, : cols * (tw + spacing) - spacing]
+    return np.ascontiguousarray(out[..., 0] if plane else out)

@@ -7,7 +7,8 @@
 // Two widgets use this module:
 //  * ChannelGrid: one panel; traits png, the geometry traits, labels, selected (tile index).
 //  * LayerGrids: many titled panels in one widget (one message per update); traits names,
-//    titles, pngs, geometry (list of objects), labels (list of lists), selected [panel, tile].
+//    titles, pngs, geometry (list of objects), labels (list of lists), selected [panel, tile],
+//    expanded (one bool per panel; a click on a title flips it, the kernel renders what opened).
 
 const GEOMETRY_KEYS = [
   "rows", "cols", "tile_w", "tile_h", "spacing", "margin", "n_tiles", "img_width",
@@ -204,17 +205,41 @@ function renderMulti({ model, el }) {
       const wrap = div("jv-channel-grid jv-layer-grid");
       wrap.dataset.layer = name;
       const title = div("jv-layer-title", "font-size:12px;line-height:1.6;margin-bottom:2px;");
+      const arrow = document.createElement("span");
+      arrow.className = "jv-layer-toggle";
       const b = document.createElement("b");
       b.textContent = name;
       const rest = document.createElement("span");
       rest.style.color = "#666";
       rest.textContent = titles[i] ? ` ${titles[i]}` : "";
-      title.append(b, rest);
+      title.append(arrow, b, rest);
+      title.addEventListener("click", () => {
+        const open = (model.get("expanded") || []).slice();
+        if (i >= open.length) return;
+        open[i] = !open[i];
+        model.set("expanded", open);
+        model.save_changes();
+      });
       wrap.append(title, panel.body);
       root.appendChild(wrap);
+      panel.wrap = wrap;
+      panel.arrow = arrow;
       return panel;
     });
     update();
+  }
+  function showOpen() {
+    const open = model.get("expanded") || [];
+    panels.forEach((p, i) => {
+      const toggles = i < open.length;
+      p.arrow.textContent = toggles ? (open[i] ? "\u25be " : "\u25b8 ") : "";
+      p.wrap.style.cursor = "default";
+      p.wrap.firstChild.style.cursor = toggles ? "pointer" : "default";
+      // a row shows its picture once one arrives; a closed row is its title only
+      const closed = toggles && !open[i];
+      p.wrap.classList.toggle("jv-closed", closed);
+      p.body.style.display = closed ? "none" : "inline-block";
+    });
   }
   function showSelected() {
     const [pi, idx] = model.get("selected") || [-1, -1];
@@ -237,6 +262,7 @@ function renderMulti({ model, el }) {
     showGeometry();
     showLabels();
     showPngs();
+    showOpen();
   }
 
   const handlers = [
@@ -246,6 +272,7 @@ function renderMulti({ model, el }) {
     ["change:labels", showLabels],
     ["change:pngs", showPngs],
     ["change:selected", showSelected],
+    ["change:expanded", showOpen],
   ];
   for (const [name, fn] of handlers) model.on(name, fn);
   build();

@@ -21,7 +21,15 @@ import traitlets as T
 
 from jaxvis import render
 
-__all__ = ["ChannelGrid", "GridSpec", "LayerGrids", "tile_grid", "tile_scale"]
+__all__ = [
+    "ChannelGrid",
+    "GridSpec",
+    "LayerGrids",
+    "RenderedGrid",
+    "render_spec",
+    "tile_grid",
+    "tile_scale",
+]
 
 _ESM = pathlib.Path(__file__).with_name("channel_grid.js")
 
@@ -81,9 +89,8 @@ def tile_grid(
         cmap=cmap,
         background=background,
         tile_axis=0,
+        gray_2d=True,
     )
-    if cmap == "gray" and tiles.ndim == 3 and np.ndim(background) == 0:
-        image = np.ascontiguousarray(image[..., 0])
     height, width = image.shape[:2]
     tile_h, tile_w = th * scale, tw * scale
     geometry = {
@@ -221,6 +228,10 @@ class ChannelGrid(anywidget.AnyWidget):
         }
         self._show(render.png_bytes(image), geometry, _check_labels(labels, n))
 
+    def show_rendered(self, grid: RenderedGrid) -> None:
+        """Show a grid rendered by :func:`render_spec` (its name and title are not shown)."""
+        self._show(grid.png, grid.geometry, grid.labels)
+
     def _show(self, png: bytes, geometry: dict[str, Any], labels: list[str]) -> None:
         with self.hold_sync():  # all traits change in one message
             self.png = png
@@ -250,15 +261,42 @@ class ChannelGrid(anywidget.AnyWidget):
         return _tile_at(self.geometry, x, y)
 
 
+#: The geometry of a closed row: no tiles, no picture.
+_CLOSED = {
+    "rows": 0, "cols": 0, "tile_w": 0, "tile_h": 0, "spacing": 0, "margin": 0, "n_tiles": 0,
+    "img_width": 0, "img_height": 0, "zoom": 1.0,
+}  # fmt: skip
+
+
 @dataclass(frozen=True)
 class GridSpec:
     """One titled grid of a :class:`LayerGrids`: what :func:`tile_grid` gets, plus labels."""
 
     name: str
-    tiles: Any
+    tiles: Any  # None: a closed row (title only, nothing rendered)
     title: str = ""
     labels: Sequence[str] | None = None
     options: dict[str, Any] | None = None  # ncols, scale, zoom, normalize, cmap, ...
+
+
+@dataclass(frozen=True)
+class RenderedGrid:
+    """A :class:`GridSpec` rendered: what :class:`LayerGrids` sends (keep it to resend)."""
+
+    name: str
+    title: str
+    png: bytes
+    geometry: dict[str, Any]
+    labels: list[str]
+
+
+def render_spec(spec: GridSpec) -> RenderedGrid:
+    """Render one :class:`GridSpec` (a closed row, ``tiles=None``, renders to nothing)."""
+    if spec.tiles is None:
+        return RenderedGrid(spec.name, spec.title, b"", dict(_CLOSED), [])
+    image, geom = tile_grid(spec.tiles, **(spec.options or {}))
+    labels = _check_labels(spec.labels, geom["n_tiles"])
+    return RenderedGrid(spec.name, spec.title, render.png_bytes(image), geom, labels)
 
 
 class LayerGrids(anywidget.AnyWidget):
@@ -267,6 +305,8 @@ class LayerGrids(anywidget.AnyWidget):
     Each grid renders as ``<div class="jv-channel-grid jv-layer-grid" data-layer=name>`` with a
     ``jv-layer-title`` and an ``<img class="jv-grid-img">``; hover and click work as in
     :class:`ChannelGrid`. ``selected`` is ``(grid index, tile index)``, ``(-1, -1)`` for none.
+    A spec without tiles is a closed row (class ``jv-closed``, title only); ``expanded`` (one bool
+    per row) is toggled by a click on a row's title, for the owner to render what was opened.
 
     Example::
 
@@ -283,21 +323,21 @@ class LayerGrids(anywidget.AnyWidget):
     geometry = T.List().tag(sync=True)  # of geometry dicts, see tile_grid
     labels = T.List().tag(sync=True)  # of lists of str
     selected = T.Tuple(T.Int(), T.Int(), default_value=(-1, -1)).tag(sync=True)
+    expanded = T.List().tag(sync=True)  # of bool, one per row; empty: no open/close toggles
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.add_class("jv-layer-grids")
 
-    def show(self, grids: Sequence[GridSpec]) -> None:
-        """Render every grid and send them all to the browser in one message."""
-        names, titles, pngs, geometry, labels = [], [], [], [], []
-        for spec in grids:
-            image, geom = tile_grid(spec.tiles, **(spec.options or {}))
-            names.append(spec.name)
-            titles.append(spec.title)
-            pngs.append(render.png_bytes(image))
-            geometry.append(geom)
-            labels.append(_check_labels(spec.labels, geom["n_tiles"]))
+    def show(self, grids: Sequence[GridSpec | RenderedGrid]) -> None:
+        """Render every grid (closed rows: nothing; a :class:`RenderedGrid` is sent as it is)
+        and send them all in one message."""
+        done = [g if isinstance(g, RenderedGrid) else render_spec(g) for g in grids]
+        names = [g.name for g in done]
+        titles = [g.title for g in done]
+        pngs = [g.png for g in done]
+        geometry = [g.geometry for g in done]
+        labels = [g.labels for g in done]
         with self.hold_sync():
             if names != self.names:
                 self.names = names

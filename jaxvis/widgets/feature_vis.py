@@ -3,10 +3,12 @@
 Pick a layer and a channel (or a neuron, or a class), a parameterisation and a preset, move
 the regularizer sliders and press Run: :func:`jaxvis.optvis.render` runs in a background
 thread, and between chunks of steps the widget updates the preview, the progress bar and the
-objective curve. Stop ends the run and keeps the last image. "Whole layer" shows every channel
-of the layer as one grid, optimised as one vectorised batch. Save writes the result as PNG and
-the run as an animated GIF. Every value is a traced input of the compiled step, so moving a
-slider and running again does not compile again. A ViT's token layers are offered too: a
+objective curve. Stop ends the run and keeps the last image. "Whole layer" shows the layer's
+channels as one grid, optimised as one vectorised batch: all of them up to
+:data:`GRID_MAX` (fewer for big inputs; a 2,048-channel layer shows the block of channels
+around the channel slider), previews averaged down to 112 px a tile. Save writes the result
+as PNG and the run as an animated GIF. Every value is a traced input of the compiled step, so
+moving a slider and running again does not compile again. A ViT's token layers are offered too: a
 channel there is the mean over the patch tokens, a neuron one patch of the grid.
 
 Example::
@@ -38,6 +40,15 @@ __all__ = ["FeatureVis", "preview_image"]
 
 #: The longer side (px) a single preview image is upscaled to at least.
 PREVIEW_PX = 224
+#: Whole-layer mode optimises at most this many channels at once, and at most
+#: :data:`GRID_PIXELS` input pixels in all (16 images of 224x224); preview tiles at most
+#: :data:`GRID_TILE_PX` px.
+GRID_MAX = 64
+GRID_PIXELS = 16 * 224 * 224
+GRID_TILE_PX = 112
+#: Frames kept for the GIF: when full, every other one goes and later previews are kept at
+#: half the rate (a 2,048-step run at 224 px holds 64 frames, 9.6 MB, not 512).
+MAX_FRAMES = 64
 _REG_SLIDERS = {  # name: (description, min, max, step)
     "l1": ("L1", 0.0, 1.0, 0.01),
     "l2": ("L2", 0.0, 1.0, 0.01),
@@ -62,6 +73,9 @@ def preview_image(images: np.ndarray, size: int = PREVIEW_PX) -> np.ndarray:
     if images.shape[0] == 1:
         h, w = images.shape[1:3]
         return render.grid(images, normalize="none", scale=max(1, -(-size // max(h, w))))
+    factor = -(-max(images.shape[1:3]) // GRID_TILE_PX)
+    if factor > 1:
+        images = render.downsample(images, factor, axis=1)
     return render.grid(images, normalize="none", spacing=2)
 
 
@@ -101,6 +115,7 @@ class FeatureVis(W.VBox):
         self.result: optvis.RenderResult | None = None
         self.frames: list[np.ndarray] = []
         self.previews = 0
+        self._frame_every = 1
         self.thread: threading.Thread | None = None
         self._stop = threading.Event()
         self.error = ErrorBox()
@@ -284,10 +299,29 @@ class FeatureVis(W.VBox):
         if self.target.value == "class":
             n = len(self.class_select.options)
             return O.logit(range(n)) if grid else O.logit(self.class_select.value)
+        if not grid:
+            make = O.neuron if self.target.value == "neuron" else O.channel
+            return make(layer, self.channel_slider.value)
+        block = self.grid_channels()
         if self.target.value == "neuron":
-            c = self._channels(layer)
-            return O.neuron(layer, list(range(c)) if grid else self.channel_slider.value)
-        return O.channel(layer, "*" if grid else self.channel_slider.value)
+            return O.neuron(layer, block)
+        if len(block) == self._channels(layer):
+            return O.channel(layer, "*")
+        return O.channel(layer, block)
+
+    def grid_channels(self) -> list[int]:
+        """The channels whole-layer mode optimises: all, or the block of at most
+        :data:`GRID_MAX` (and :data:`GRID_PIXELS` input pixels) holding the channel slider's.
+
+        Example::
+
+            FeatureVis(resnet50_probe, layer="layer4_2", channel=70).grid_channels()  # 64..79
+        """
+        n = self._channels(self.layer_select.value)
+        h, w = self.probe.input_shape[:2]
+        size = max(1, min(GRID_MAX, GRID_PIXELS // (h * w), n))
+        start = (int(self.channel_slider.value) // size) * size
+        return list(range(start, min(n, start + size)))
 
     def settings(self) -> dict[str, Any]:
         """Keyword arguments for :func:`jaxvis.optvis.render` from the controls."""
@@ -331,6 +365,7 @@ class FeatureVis(W.VBox):
             )
         self._stop.clear()
         self.frames = []
+        self._frame_every = 1
         self.curve.x, self.curve.y = [], []
         self.progress.max = kwargs["steps"]
         self.progress.value = 0
@@ -360,7 +395,7 @@ class FeatureVis(W.VBox):
                 self.probe, obj, chunk=self.preview_every, callback=self._on_progress, **kwargs
             )
             res = self.result
-            self._show(res.images, res.history, res.steps)
+            self._show(res.images, res.history, res.steps, final=True)
             verb = "stopped" if res.stopped else "done"
             self.status.value = (
                 f"{verb} after {res.steps} steps · {obj.description} · "
@@ -378,10 +413,16 @@ class FeatureVis(W.VBox):
         self._show(progress.images, progress.history, progress.step)
         return not self._stop.is_set()
 
-    def _show(self, images: np.ndarray, history: np.ndarray, step: int) -> None:
+    def _show(
+        self, images: np.ndarray, history: np.ndarray, step: int, final: bool = False
+    ) -> None:
         frame = preview_image(images)
-        if not self.frames or self.frames[-1].shape == frame.shape:
+        keep = final or self.previews % self._frame_every == 0
+        if keep and (not self.frames or self.frames[-1].shape == frame.shape):
             self.frames.append(frame)
+            if len(self.frames) > MAX_FRAMES:
+                del self.frames[1::2]
+                self._frame_every *= 2
         self.preview.value = render.png_bytes(frame)
         self.previews += 1
         curve = np.asarray(history).mean(axis=1)

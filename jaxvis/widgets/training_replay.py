@@ -3,7 +3,8 @@
 Every frame (one per recorded step and layer) is rendered and PNG-encoded when the widget is
 built (for long runs, on first view and cached), so moving the step slider, or pressing Play,
 only swaps bytes: each layer's grid (rows:
-the probe images, each led by the input image; columns: channels; nearest-neighbour upscaled),
+the probe images, each led by the input image; columns: the first 32 channels;
+nearest-neighbour upscaled, maps over 56 px averaged down),
 the loss and accuracy curves' step marker, the weight histogram of the current step drawn
 over the first step's, and the marker on a TensorBoard-style distribution-over-time view of
 the chosen parameter array. Buttons write a GIF of one layer over the whole run and a PNG of
@@ -35,6 +36,11 @@ from jaxvis.widgets._common import fmt
 from jaxvis.widgets._errors import ErrorBox
 
 __all__ = ["TrainingReplay"]
+
+#: Channels drawn per layer, and the largest map side drawn as it is (a ResNet's frames stay
+#: small: 32 maps of at most 56 px per probe image).
+MAX_CHANNELS = 32
+MAX_MAP_PX = 56
 
 FIRST, CURRENT = "#9aa5b1", "#f58518"
 BAND = "#4c78a8"
@@ -118,7 +124,7 @@ class TrainingReplay(W.VBox):
         self.value_ranges = {name: value_range or self._symmetric(name) for name in self.layers}
         sides = [max(rec.activations[n].shape[2:4]) for n in self.layers]
         if tile_px is None:
-            tile_px = max([28, *sides])
+            tile_px = min(MAX_MAP_PX, max([28, *sides]))
         if isinstance(tile_px, bool) or not isinstance(tile_px, int) or tile_px < 1:
             raise ValueError(f"tile_px must be a positive int, got {tile_px!r}")
         self.tile_px = tile_px
@@ -243,21 +249,35 @@ class TrainingReplay(W.VBox):
 
     # ------------------------------------------------------------------ rendering
 
-    def _input_column(self, scale: int) -> np.ndarray:
-        if scale not in self._inputs:
+    def _input_column(self, row_px: int) -> np.ndarray:
+        """The probe images in a column, each about ``row_px`` tall (upscaled by an integer,
+        or averaged down when bigger)."""
+        if row_px not in self._inputs:
             x = np.asarray(self.recording.images, np.float32)
             value_range = self.recording.meta.get("input_range") or (0.0, 1.0)
             x01 = render.from_range(x, value_range, "input_range")
             tiles = x01 if x01.shape[-1] in (1, 3) else x01[..., :1]
-            self._inputs[scale] = render.grid(
-                tiles, ncols=1, scale=scale, normalize="none", spacing=SPACING, background=GAP
+            shrink = -(-tiles.shape[1] // row_px)
+            if shrink > 1:
+                tiles = render.downsample(tiles, shrink, axis=1)
+            self._inputs[row_px] = render.grid(
+                tiles,
+                ncols=1,
+                scale=max(1, row_px // tiles.shape[1]),
+                normalize="none",
+                spacing=SPACING,
+                background=GAP,
             )
-        return self._inputs[scale]
+        return self._inputs[row_px]
 
     def render_frame(self, index: int, layer: str) -> np.ndarray:
         """uint8 RGB frame of ``layer`` at recorded step number ``index`` (0-based position):
-        one row per probe image, led by the input image, then one tile per channel."""
-        acts = self.recording.activations[layer][index].astype(np.float32)  # (N, H, W, C)
+        one row per probe image, led by the input image, then one tile per channel (the first
+        :data:`MAX_CHANNELS`; maps over :data:`MAX_MAP_PX` averaged down)."""
+        acts = self.recording.activations[layer][index][..., :MAX_CHANNELS].astype(np.float32)
+        factor = max(1, -(-max(acts.shape[1:3]) // MAX_MAP_PX))
+        if factor > 1:
+            acts = render.downsample(acts, factor, axis=1)
         n, h, w, c = acts.shape
         lo, hi = self.value_ranges[layer]
         x01 = (acts - lo) / (hi - lo)
@@ -273,8 +293,7 @@ class TrainingReplay(W.VBox):
             spacing=SPACING,
             background=GAP,
         )
-        images = self.recording.images
-        column = self._input_column(max(1, (h * s) // images.shape[1]))
+        column = self._input_column(h * s)
         height = max(grid.shape[0], column.shape[0])
         out = np.full((height, column.shape[1] + 4 + grid.shape[1], 3), 255, np.uint8)
         out[: column.shape[0], : column.shape[1]] = column

@@ -37,6 +37,7 @@ __all__ = ["UnitExplorer"]
 #: Display sizes (CSS px) of a panel and the smallest side (px) of one grid tile in its PNG.
 PANEL_PX = 196
 TILE_PX = 56
+MAX_TILE_PX = 112
 BOX_RGB = (230, 40, 40)
 
 
@@ -385,17 +386,28 @@ def _to_rgb(x: np.ndarray, value_range: Any) -> np.ndarray:
     return render.to_uint8(x01)
 
 
+def _shrink(rgb: np.ndarray) -> tuple[np.ndarray, int]:
+    """``rgb`` averaged down by the factor that brings it to :data:`MAX_TILE_PX` (a 224 px
+    dataset's top-9 grid is 336 px, not 672), and that factor."""
+    factor = -(-max(rgb.shape[:2]) // MAX_TILE_PX)
+    if factor <= 1:
+        return rgb, 1
+    return np.rint(render.downsample(rgb, factor)).astype(np.uint8), factor
+
+
 def _upscaled(rgb: np.ndarray) -> np.ndarray:
+    rgb = _shrink(rgb)[0]
     return render.upscale(rgb, max(1, -(-TILE_PX // max(rgb.shape[:2]))))
 
 
 def _with_box(rgb: np.ndarray, box: Any | None) -> np.ndarray:
-    """The image upscaled to a tile, with the clipped window ``box`` outlined."""
+    """The image scaled to a tile, with the clipped window ``box`` outlined."""
+    rgb, shrink = _shrink(rgb)
     factor = max(1, -(-TILE_PX // max(rgb.shape[:2])))
     out = render.upscale(rgb, factor).copy()
     if box is None:
         return out
-    top, left, bottom, right = (int(v) * factor for v in box)
+    top, left, bottom, right = (int(v) * factor // shrink for v in box)
     h, w = out.shape[:2]
     if (bottom - top, right - left) == (h, w):
         return out  # the whole image: nothing to mark
