@@ -100,3 +100,21 @@ def probe_conv_layers(probe: Probe) -> dict[str, np.ndarray]:
         if kernel is not None and np.ndim(kernel) == 4:
             out[name] = np.asarray(kernel)
     return out
+
+
+def class_name(probe: Probe, k: int) -> str:
+    """The probe's name for class ``k``, or the index as text."""
+    names = probe.class_names
+    return names[k] if names is not None and k < len(names) else str(k)
+
+
+def set_class_options(dropdown: Any, probe: Probe, x: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Fill ``dropdown`` with the classes of ``probe(x)[0]``, likeliest first, and select the
+    top one; returns ``(probabilities, order)``. The caller guards its observers."""
+    import jax
+
+    probs = np.asarray(jax.nn.softmax(probe(x), axis=-1))[0]
+    order = np.argsort(-probs)
+    dropdown.options = [(f"{class_name(probe, int(k))}  (p={probs[k]:.2f})", int(k)) for k in order]
+    dropdown.value = int(order[0])
+    return probs, order

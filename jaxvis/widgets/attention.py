@@ -17,13 +17,12 @@ from __future__ import annotations
 from typing import Any
 
 import ipywidgets as W
-import jax
 import numpy as np
 
 from jaxvis import attribution as A
 from jaxvis import render
 from jaxvis.probe import Probe
-from jaxvis.widgets._common import check_images, check_probe, fmt
+from jaxvis.widgets._common import check_images, check_probe, class_name, fmt, set_class_options
 from jaxvis.widgets._errors import ErrorBox
 from jaxvis.widgets.channel_grid import ChannelGrid
 
@@ -193,10 +192,6 @@ class AttentionExplorer(W.VBox):
         selected = self.picture.selected
         return "cls" if selected < 0 else divmod(int(selected), self.grid.cols)
 
-    def _class_name(self, k: int) -> str:
-        names = self.probe.class_names
-        return names[k] if names is not None and k < len(names) else str(k)
-
     def compute(self) -> A.Attribution:
         """Run the chosen method on the current image with the current settings."""
         method, x = self.method.value, self.x
@@ -214,13 +209,9 @@ class AttentionExplorer(W.VBox):
     # ------------------------------------------------------------------ callbacks
 
     def _on_image(self, _change: Any) -> None:
-        probs = np.asarray(jax.nn.softmax(self.probe(self.x), axis=-1))[0]
-        order = np.argsort(-probs)
-        options = [(f"{self._class_name(int(k))}  (p={probs[k]:.2f})", int(k)) for k in order]
         self._busy = True
         try:
-            self.target.options = options
-            self.target.value = int(order[0])
+            set_class_options(self.target, self.probe, self.x)
         finally:
             self._busy = False
         self._on_compute(None)
@@ -290,5 +281,5 @@ class AttentionExplorer(W.VBox):
                 f"{self.fusion.value}, lowest {100 * self.discard.value:.0f}% dropped)"
             )
         else:
-            what = f"gradient rollout for class {self._class_name(int(self.target.value))}"
+            what = f"gradient rollout for class {class_name(self.probe, int(self.target.value))}"
         return f"image {self.index.value} · {what}"

@@ -19,13 +19,19 @@ from typing import Any
 
 import bqplot as bq
 import ipywidgets as W
-import jax
 import numpy as np
 
 from jaxvis import attribution as A
 from jaxvis import render
 from jaxvis.probe import Probe
-from jaxvis.widgets._common import check_images, check_labels, check_probe, fmt
+from jaxvis.widgets._common import (
+    check_images,
+    check_labels,
+    check_probe,
+    class_name,
+    fmt,
+    set_class_options,
+)
 from jaxvis.widgets._errors import ErrorBox
 
 __all__ = ["Attribution"]
@@ -220,30 +226,24 @@ class Attribution(W.VBox):
         """The current image as a batch of one."""
         return self.images[self.index.value : self.index.value + 1]
 
-    def _class_name(self, k: int) -> str:
-        names = self.probe.class_names
-        return names[k] if names is not None and k < len(names) else str(k)
-
     # ------------------------------------------------------------------ callbacks
 
     def _on_image(self, _change: Any) -> None:
-        probs = np.asarray(jax.nn.softmax(self.probe(self.x), axis=-1))[0]
-        order = np.argsort(-probs)
-        options = [(f"{self._class_name(int(k))}  (p={probs[k]:.2f})", int(k)) for k in order]
         self._busy = True
         try:
-            self.target.options = options
-            self.target.value = int(order[0])
+            probs, order = set_class_options(self.target, self.probe, self.x)
         finally:
             self._busy = False
         label = self.labels[self.index.value] if self.labels is not None else None
         if label is None:
             truth = ""
         else:
-            shown = self._class_name(int(label)) if isinstance(label, int | np.integer) else label
+            shown = (
+                class_name(self.probe, int(label)) if isinstance(label, int | np.integer) else label
+            )
             truth = f" · label <b>{shown}</b>"
         self.caption.value = (
-            f"image {self.index.value} · predicted <b>{self._class_name(int(order[0]))}</b> "
+            f"image {self.index.value} · predicted <b>{class_name(self.probe, int(order[0]))}</b> "
             f"(p={probs[order[0]]:.2f}){truth}"
         )
         self._on_compute(None)
