@@ -52,19 +52,17 @@ CHROMIUM_ARGS = [
 VIEWPORT = {"width": 1400, "height": 1000}
 
 
-JAX_CACHE = REPO / ".pytest_cache" / "jax-compilation-cache"
+JAXVIS_CACHE = REPO / ".pytest_cache" / "jaxvis-compiled"
 
 
 def fast_env() -> dict[str, str]:
     """Environment for notebook kernels in tests: JAXVIS_FAST=1 unless the caller set it, and
-    one JAX persistent compilation cache shared by every test kernel (the tour runs under
-    nbclient, in the browser and in the Binder venv: only the first run compiles)."""
+    one jaxvis compilation store shared by every test kernel (the tour runs under nbclient, in
+    the browser and in the Binder venv: only the first run compiles). JAX's own persistent
+    cache stays off, as a user gets it."""
     return {
         "JAXVIS_FAST": os.environ.get("JAXVIS_FAST", "1"),
-        "JAX_COMPILATION_CACHE_DIR": os.environ.get("JAX_COMPILATION_CACHE_DIR", str(JAX_CACHE)),
-        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": os.environ.get(
-            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0"
-        ),
+        "JAXVIS_COMPILATION_CACHE": os.environ.get("JAXVIS_COMPILATION_CACHE", str(JAXVIS_CACHE)),
     }
 
 

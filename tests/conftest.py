@@ -14,10 +14,10 @@ sys.path.insert(0, str(Path(__file__).parent))  # browser_harness, for benchmark
 # kernelspec), never a user-wide kernelspec or IPython profile.
 os.environ.setdefault("JUPYTER_PREFER_ENV_PATH", "1")
 os.environ.setdefault("JUPYTER_PLATFORM_DIRS", "1")
-# Test processes share one compilation cache inside the repo, not the user's (read on import).
+# Test processes share one jaxvis compilation store inside the repo, not the user's.
 os.environ.setdefault(
     "JAXVIS_COMPILATION_CACHE",
-    str(Path(__file__).resolve().parents[1] / ".pytest_cache" / "jax-compilation-cache"),
+    str(Path(__file__).resolve().parents[1] / ".pytest_cache" / "jaxvis-compiled"),
 )
 
 
