@@ -235,6 +235,7 @@ def compile_cached(
             store.discard(key)
         else:
             jax.monitoring.record_event(HIT_EVENT)
+            compiled._jaxvis_store_key = key  # type: ignore[attr-defined]  # see discard_loaded
             return compiled
     compiled = lowered.compile()
     try:
@@ -248,6 +249,19 @@ def compile_cached(
         message = f"jaxvis could not store a compiled program in {store.path}: {error.strerror}"
         warnings.warn(message, stacklevel=2)
     return compiled
+
+
+def discard_loaded(program: jax.stages.Compiled, error: Exception) -> bool:
+    """Whether ``program`` came from the store and failed to run as XLA:CPU does with some
+    deserialised executables (``NOT_FOUND: Function ... not found``); its entry is dropped,
+    so the caller compiles afresh."""
+    key = getattr(program, "_jaxvis_store_key", None)
+    store = _store()
+    if key is None or "NOT_FOUND" not in str(error):
+        return False
+    if store is not None:
+        store.discard(key)
+    return True
 
 
 def _key(lowered: jax.stages.Lowered, device: jax.Device, options: dict[str, str] | None) -> str:

@@ -45,7 +45,7 @@ import numpy as np
 from jax._src.config import trace_context
 from jax._src.core import trace_state_clean
 
-from jaxvis._compile_cache import compile_cached
+from jaxvis._compile_cache import compile_cached, discard_loaded
 
 __all__ = ["CPU_OPTIONS", "ENV", "Jitted", "compiler_options", "jit"]
 
@@ -97,6 +97,13 @@ class Jitted:
         program = self._programs.get(signature)
         if program is None:
             program = self._compile(signature, leaves, self.lower(*args, **kwargs))
+        try:
+            return program(*dynamic, **kwargs)
+        except jax.errors.JaxRuntimeError as error:
+            if not discard_loaded(program, error):
+                raise
+        program = self.lower(*args, **kwargs).compile()  # a stored program that cannot run
+        self._programs[signature] = program
         return program(*dynamic, **kwargs)
 
     def prepare(self, *args: Any, **kwargs: Any) -> Callable[[], jax.stages.Compiled]:

@@ -202,6 +202,28 @@ def test_a_corrupt_entry_is_compiled_again_and_replaced(tmp_path, restore_store)
     assert entry.read_bytes() != b"not an executable"
 
 
+def test_a_stored_program_that_cannot_run_is_compiled_afresh(tmp_path, restore_store, monkeypatch):
+    # XLA:CPU sometimes loads a stored executable that then fails to run ("NOT_FOUND: Function
+    # ... not found"): the call compiles the program afresh, answers, and drops the entry
+    jv.enable_compilation_cache(tmp_path)
+    x = np.ones(4, np.float32)
+    _xla.jit(lambda v: jnp.sum(v**5))(x)  # stored
+    entries = set(tmp_path.glob("*.xla"))
+
+    class Unrunnable:
+        def __call__(self, *args, **kwargs):
+            raise jax.errors.JaxRuntimeError("NOT_FOUND: Function wrapped_broadcast not found")
+
+    loader = _compile_cache.serialize_executable
+    monkeypatch.setattr(loader, "deserialize_and_load", lambda *a, **k: Unrunnable())
+    again = _xla.jit(lambda v: jnp.sum(v**5))  # a new function: its program comes from disk
+    assert float(again(x)) == 4.0
+    assert set(tmp_path.glob("*.xla")) < entries  # the entry that could not run is gone
+    # a program compiled here, or another runtime error, is not the store's to handle
+    assert not _compile_cache.discard_loaded(object(), RuntimeError("NOT_FOUND"))
+    assert not _compile_cache.discard_loaded(Unrunnable(), RuntimeError("INTERNAL"))
+
+
 def test_an_unwritable_folder_warns_and_runs_on(tmp_path, restore_store):
     (tmp_path / "file").write_text("not a folder")
     jv.enable_compilation_cache(tmp_path / "file" / "store")
