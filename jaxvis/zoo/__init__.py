@@ -21,10 +21,33 @@ Example::
     fresh = jv.zoo.build("shapes_cnn", 0)  # untrained, e.g. to record training
     model, rec = jv.zoo.train_with_recording("mnist_cnn", epochs=3)  # watch it learn
     jv.zoo.NAMES                           # ('mnist_cnn', 'shapes_cnn')
+
+Reference architectures without weights (Flax Linen ResNet-18/34/50/101 and ViT-Ti/S/B-16) and
+a loader for the PyTorch, safetensors and ``.npz`` checkpoints users hold::
+
+    module = jv.zoo.resnet50(num_classes=1000)
+    variables = jv.zoo.init_variables(module, seed=0)          # random, BatchNorm estimated
+    module, variables = jv.zoo.load_checkpoint("vit_b16.safetensors", "vit_b16")
+    probe = jv.Probe(module, variables, input_shape=(224, 224, 3))
 """
 
 from typing import Any
 
+from jaxvis.zoo.architectures import (
+    ARCHITECTURES,
+    ResNet,
+    VisionTransformer,
+    architecture,
+    init_variables,
+    resnet18,
+    resnet34,
+    resnet50,
+    resnet101,
+    vit_b16,
+    vit_s16,
+    vit_ti16,
+)
+from jaxvis.zoo.checkpoints import LoadedCheckpoint, load_checkpoint
 from jaxvis.zoo.data import ZooData
 from jaxvis.zoo.load import (
     NAMES,
@@ -38,19 +61,33 @@ from jaxvis.zoo.load import (
 from jaxvis.zoo.models import Activation, AvgPool, Flatten, GlobalAvgPool, MaxPool
 
 __all__ = [
+    "ARCHITECTURES",
     "NAMES",
     "Activation",
     "AvgPool",
     "Flatten",
     "GlobalAvgPool",
+    "LoadedCheckpoint",
     "MaxPool",
+    "ResNet",
+    "VisionTransformer",
     "ZooData",
     "ZooModel",
     "abstract_model",
+    "architecture",
     "build",
+    "init_variables",
     "load",
+    "load_checkpoint",
     "load_data",
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "resnet101",
     "train_with_recording",
+    "vit_b16",
+    "vit_s16",
+    "vit_ti16",
     "weights_path",
 ]
 
