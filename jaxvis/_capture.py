@@ -23,6 +23,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from jaxvis._attention import capture_attention, check_attention_tap
+
 _ACTIVE: contextvars.ContextVar[Recorder | None] = contextvars.ContextVar(
     "jaxvis_recorder", default=None
 )
@@ -93,10 +95,12 @@ class Recorder:
             _ACTIVE.reset(token)
 
 
-def tap(name: str, value: Any) -> Any:
+def tap(name: str, value: Any, kind: str = "tap") -> Any:
     """Mark ``value`` as the output of a layer called ``name``; returns ``value`` unchanged.
 
-    Outside a probe this is the identity, so a model that taps runs as before::
+    ``kind="attention"`` marks attention weights ``(N, heads, T, T)`` of hand-written
+    attention (tap the array that then multiplies the values). Outside a probe this is the
+    identity, so a model that taps runs as before::
 
         def mlp(params, x):
             h = jv.tap("hidden", jnp.tanh(x @ params["w1"]))
@@ -104,9 +108,13 @@ def tap(name: str, value: Any) -> Any:
     """
     if not isinstance(name, str) or not name:
         raise TypeError(f"tap name must be a non-empty string, got {name!r}")
+    if not isinstance(kind, str) or not kind:
+        raise TypeError(f"tap kind must be a non-empty string, got {kind!r}")
+    if kind == "attention":
+        check_attention_tap(name, value)
     recorder = _ACTIVE.get()
     if recorder is not None:
-        recorder.record(name, value)
+        recorder.record(name, value, kind)
     return value
 
 
@@ -174,7 +182,8 @@ def _recording_call(call: Callable, paths: dict[int, str]) -> Callable:
             return call(self, *args, **kwargs)
         recorder._active_modules.add(id(self))
         try:
-            out = call(self, *args, **kwargs)
+            with capture_attention(self, path, recorder):  # jaxvis._attention
+                out = call(self, *args, **kwargs)
         finally:
             recorder._active_modules.discard(id(self))
         recorder.record(path, out, type(self).__name__, self)
@@ -190,10 +199,12 @@ def _recording_call(call: Callable, paths: dict[int, str]) -> Callable:
 
 def linen_interceptor(next_fun: Callable, args: tuple, kwargs: dict, context: Any) -> Any:
     """An ``nn.intercept_methods`` interceptor recording each submodule's ``__call__`` output."""
-    out = next_fun(*args, **kwargs)
     recorder = _ACTIVE.get()
     module = context.module
     path = module.scope.path if module.scope is not None else ()
-    if recorder is not None and context.method_name == "__call__" and path:
+    recording = recorder is not None and context.method_name == "__call__" and bool(path)
+    with capture_attention(module, ".".join(path), recorder if recording else None):
+        out = next_fun(*args, **kwargs)  # jaxvis._attention records attention weights
+    if recording:
         recorder.record(".".join(path), out, type(module).__name__, module)
     return out

@@ -10,6 +10,13 @@ Example::
 """
 
 from jaxvis.attribution._core import trace_counts
+from jaxvis.attribution.attention import (
+    HEAD_FUSIONS,
+    attention_layers,
+    attention_map,
+    attention_rollout,
+    gradient_rollout,
+)
 from jaxvis.attribution.baselines import blur, make_baselines
 from jaxvis.attribution.gradcam import grad_cam
 from jaxvis.attribution.gradients import guided_backprop, input_x_gradient, saliency, smoothgrad
@@ -20,10 +27,15 @@ from jaxvis.attribution.result import Attribution
 from jaxvis.attribution.sanity import localisation, randomisation_test, randomise
 
 __all__ = [
+    "HEAD_FUSIONS",
     "METHODS",
     "Attribution",
+    "attention_layers",
+    "attention_map",
+    "attention_rollout",
     "blur",
     "grad_cam",
+    "gradient_rollout",
     "guided_backprop",
     "input_x_gradient",
     "localisation",

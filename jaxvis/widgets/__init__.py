@@ -11,6 +11,8 @@ Every widget has a stable CSS class (``jv-...``), shows errors from its callback
 * :class:`FilterGrid` (``jv-filter-grid``): the kernels of a conv layer.
 * :class:`WeightHistograms` (``jv-weight-histograms``): weight distributions, before/after.
 * :class:`FeatureVis`: feature visualisation; :class:`Attribution`: attribution maps.
+* :class:`AttentionExplorer` (``jv-attention``): a ViT's attention per block, head and
+  clicked query patch, attention rollout and gradient rollout.
 * :class:`UnitExplorer` (``jv-unit-explorer``): one unit's synthetic image, top-9 images
   and patches, and activation, as in the Deep Visualization Toolbox.
 * :class:`TrainingReplay` (``jv-training-replay``): replay a ``jv.Recording`` with a step
@@ -25,6 +27,7 @@ Example::
 """
 
 from jaxvis.widgets._errors import ErrorBox
+from jaxvis.widgets.attention import AttentionExplorer
 from jaxvis.widgets.attribution import Attribution
 from jaxvis.widgets.channel_grid import ChannelGrid, GridSpec, LayerGrids
 from jaxvis.widgets.feature_vis import FeatureVis
@@ -36,6 +39,7 @@ from jaxvis.widgets.training_replay import TrainingReplay
 from jaxvis.widgets.unit_explorer import UnitExplorer
 
 __all__ = [
+    "AttentionExplorer",
     "Attribution",
     "ChannelGrid",
     "ErrorBox",
