@@ -44,7 +44,7 @@ class _Sower:
 
     def sow(self, collection: Any, name: str, value: Any, *args: Any, **kwargs: Any) -> bool:
         if name == WEIGHTS_NAME:
-            self._recorder.record(self._name, value, KIND, self._module)
+            self._recorder.record_module(self._name, value, self._module, KIND)
         if self._real is not None:
             return self._real.sow(collection, name, value, *args, **kwargs)
         return True
@@ -59,7 +59,7 @@ def _accepts_module(fn: Callable) -> bool:
 
 def _wanted(recorder: Any, name: str) -> bool:
     """Whether the recorder keeps ``name`` (as :meth:`Recorder.record` will number it)."""
-    if recorder.wanted is None:
+    if recorder.wanted is None or recorder._iterations:  # a looped scan names it later
         return True
     count = recorder._seen.get(name, 0)
     return (f"{name}@{count + 1}" if count else name) in recorder.wanted

@@ -12,21 +12,41 @@ anything else is ``"other"``. Every spatial tool (activation grids, top-k, recep
 Grad-CAM, feature visualisation) reads a token layer through :func:`spatial_view`, which drops
 the prefix tokens and reshapes the rest to ``(rows, cols, D)`` (heads and head dims flattened).
 
+Which layers tools offer and start on is decided here too, once: :func:`spatial_layers` (the
+layers with a spatial view), :func:`unit_layers` (those with channels to pick, vectors too),
+:func:`block_layers` (a ViT's residual stream, block by block) and
+:func:`default_spatial_layer` (the layer a tool starts on: the last block's tokens of a ViT,
+the last feature map of a CNN).
+
 Example::
 
     lay = layout_of((197, 384), input_shape=(224, 224, 3))
     lay.kind, lay.grid                    # 'tokens', TokenGrid(rows=14, cols=14, prefix=1)
     spatial_view(acts, lay).shape         # (N, 14, 14, 384)
+    default_spatial_layer(probe)          # 'Transformer.encoderblock_11'
 """
 
 from __future__ import annotations
 
 import math
+import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-__all__ = ["LayerLayout", "TokenGrid", "layout_of", "prefix_view", "spatial_view"]
+__all__ = [
+    "LayerLayout",
+    "TokenGrid",
+    "block_layers",
+    "check_token_layers",
+    "default_spatial_layer",
+    "layout_of",
+    "prefix_view",
+    "spatial_layers",
+    "spatial_view",
+    "unit_layers",
+]
 
 #: how far a feature map's aspect ratio may stray from the input's and still be "spatial"
 _ASPECT_SLACK = 0.25
@@ -141,6 +161,138 @@ def prefix_view(acts: Any, layout: LayerLayout) -> Any:
         raise ValueError(f"a layer of shape {layout.shape} ({layout.kind}) has no tokens")
     prefix = acts[:, : layout.grid.prefix]
     return prefix.reshape(acts.shape[0], layout.grid.prefix, -1)
+
+
+class _HasLayers(Protocol):
+    """What the layer helpers need of a probe: its layers and their layouts."""
+
+    @property
+    def layers(self) -> tuple[Any, ...]: ...
+
+    def layout(self, name: str) -> LayerLayout: ...
+
+
+def spatial_layers(probe: _HasLayers, *, tokens: bool = True) -> list[str]:
+    """Names of the layers with a spatial ``(h, w, C)`` view, in call order.
+
+    Feature maps, and with ``tokens`` true token layers over a patch grid too (attention
+    weights and vectors are not). Example::
+
+        spatial_layers(probe)                  # ['embedding', 'Transformer.encoderblock_0...', ...]
+        spatial_layers(probe, tokens=False)    # ['embedding']: feature maps only
+    """
+    kinds = ("spatial", "tokens") if tokens else ("spatial",)
+    return [layer.name for layer in probe.layers if probe.layout(layer.name).kind in kinds]
+
+
+def unit_layers(probe: _HasLayers) -> list[str]:
+    """Names of the layers whose channels are units a tool can pick, in call order.
+
+    Feature maps, token layers (read on their patch grid) and vectors; not attention weights
+    or other shapes. Example::
+
+        unit_layers(vit_probe)[-1]    # 'head'
+    """
+    return [layer.name for layer in probe.layers if probe.layout(layer.name).channels is not None]
+
+
+def block_layers(probe: _HasLayers) -> list[str]:
+    """The outputs of a token model's repeated blocks (its residual stream), in call order.
+
+    Among the ``(T, D)`` token layers, those not inside a layer of a kind that repeats (so not a
+    block's LayerNorm, attention or MLP), grouped by kind and name up to a trailing index
+    (``encoderblock_3``, ``blocks.3``): the largest group of two or more (so not the final
+    norm). Empty for a model without such blocks. Example::
+
+        block_layers(vit)   # ['Transformer.encoderblock_0', ..., 'Transformer.encoderblock_11']
+    """
+    stream = [
+        layer
+        for layer in probe.layers
+        if len(layer.shape) == 2 and probe.layout(layer.name).kind == "tokens"
+    ]
+    counts = Counter(layer.kind for layer in stream)
+    repeated = [layer.name for layer in stream if counts[layer.kind] >= 2]
+    outer = [
+        layer for layer in stream if not any(layer.name.startswith(name + ".") for name in repeated)
+    ]
+    groups = Counter(_block_key(layer) for layer in outer).most_common(1)
+    if not groups or groups[0][1] < 2:
+        return []
+    return [layer.name for layer in outer if _block_key(layer) == groups[0][0]]
+
+
+def _block_key(layer: Any) -> tuple[str, str]:
+    """``(kind, name without its trailing index)``: what the blocks of one stack share."""
+    return layer.kind, re.sub(r"\d+$", "", layer.name)
+
+
+def default_spatial_layer(probe: _HasLayers, *, gradients: bool = False) -> str | None:
+    """The layer a spatial tool starts on, or None when no layer has a spatial view.
+
+    A token model's last block output (not its q/k/v projections, not attention weights); a
+    CNN's last feature map. With ``gradients`` true (Grad-CAM) and a class token, the last
+    block's *input* instead: a class-token head reads nothing from the patch tokens of the last
+    block's output, so their gradient is exactly zero (pytorch-grad-cam's ViT recipe hooks the
+    same place, ``blocks[-1].norm1``). Example::
+
+        default_spatial_layer(vit_probe)                    # 'Transformer.encoderblock_11'
+        default_spatial_layer(vit_probe, gradients=True)    # 'Transformer.encoderblock_10'
+        default_spatial_layer(cnn_probe)                    # 'act6'
+    """
+    blocks = block_layers(probe)
+    if blocks:
+        grid = probe.layout(blocks[-1]).grid
+        if gradients and len(blocks) >= 2 and grid is not None and grid.prefix > 0:
+            return blocks[-2]
+        return blocks[-1]
+    views = spatial_layers(probe)
+    tokens = [name for name in views if len(probe.layout(name).shape) == 2]
+    maps = [name for name in views if probe.layout(name).kind == "spatial"]
+    chosen = tokens or maps or views
+    return chosen[-1] if chosen else None
+
+
+def check_token_layers(
+    layers: Sequence[Any], input_shape: Sequence[int] | None, token_grid: tuple[int, int] | None
+) -> None:
+    """A ``ValueError`` when ``token_grid`` was given and no layer's tokens fit it.
+
+    ``layers`` are the probe's ``Layer`` rows (``name``, ``kind``, ``shape``). Example::
+
+        check_token_layers(probe.layers, (32, 32, 3), (5, 5))
+        # ValueError: token_grid=(5, 5) fits no layer: it needs at least 25 tokens ...
+    """
+    if token_grid is None:
+        return
+    layouts = [layout_of(lay.shape, input_shape, token_grid, lay.kind) for lay in layers]
+    if any(lay.grid is not None for lay in layouts):
+        return
+    rows, cols = token_grid
+    counts = sorted(
+        {
+            int(lay.shape[1] if lay.kind == "attention" else lay.shape[0])
+            for lay in layers
+            if len(lay.shape) in (2, 3)
+            and layout_of(lay.shape, input_shape, None, lay.kind).kind != "spatial"
+        }
+    )
+    seen = (
+        f"the model's (T, D) / (T, heads, d) layers have T in {counts}"
+        if counts
+        else "the model has no (T, D) or (T, heads, d) token layers"
+    )
+    hint = ""
+    inferred = [
+        layout_of(lay.shape, input_shape, None, lay.kind).grid for lay in layers if lay.shape
+    ]
+    grids = {(g.rows, g.cols) for g in inferred if g is not None}
+    if len(grids) == 1:
+        hint = f"; their patch grid looks like token_grid={grids.pop()} (or pass None to infer it)"
+    raise ValueError(
+        f"token_grid={(rows, cols)} fits no layer: it needs at least {rows * cols} tokens "
+        f"({rows}x{cols} patches, plus any class token), but {seen}{hint}"
+    )
 
 
 def _is_spatial(shape: tuple[int, ...], input_shape: Sequence[int] | None) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from scipy.stats import spearmanr
@@ -150,3 +152,23 @@ def test_integrated_gradients_localises_shapes() -> None:
     assert blur_pt > 0.7 and blur_pt > rand_pt + 0.15
     # black baseline (the default): weaker, still well above an evenly spread map
     assert black_in > 1.5 * area
+
+
+def test_randomise_a_scanned_block_redraws_only_its_slice():
+    # blocks stacked by nnx.vmap and run by nnx.scan keep their parameters in one array per
+    # weight: randomising block 1 redraws slice 1 of those arrays and nothing else
+    from fixtures import make_nnx_vit
+
+    fixture = make_nnx_vit()
+    probe = jv.Probe(fixture.model, **fixture.probe_kwargs)
+    new = randomise(probe, ["encoder.blocks.1.attn.query"])
+    old_leaves, new_leaves = jax.tree.leaves(probe.params), jax.tree.leaves(new)
+    changed = [
+        (np.asarray(a), np.asarray(b))
+        for a, b in zip(old_leaves, new_leaves, strict=True)
+        if jnp.issubdtype(a.dtype, jnp.floating) and not np.array_equal(a, b)
+    ]
+    assert len(changed) == 2  # the query kernel and bias
+    for a, b in changed:
+        np.testing.assert_array_equal(a[0], b[0])
+        assert not np.any(a[1] == b[1])

@@ -243,17 +243,18 @@ class FunctionalPool(nn.Module):
     @nn.compact
     def __call__(self, x):
         x = nn.Conv(4, (3, 3))(x)
-        x = nn.max_pool(x, (2, 2), strides=(2, 2))  # not a module: invisible to the probe
+        x = nn.max_pool(x, (2, 2), strides=(2, 2))  # not a module: seen in the traced graph
         return nn.Conv(4, (3, 3))(x)
 
 
-def test_receptive_field_refuses_to_guess_a_hidden_resize():
+def test_receptive_field_sees_a_functional_pool():
     model = FunctionalPool()
     variables = model.init(jax.random.key(0), jnp.zeros((1, 8, 8, 1)))
     probe = jv.Probe(model, variables, input_shape=(8, 8, 1))
     assert receptive_field(probe, "Conv_0").size == (3, 3)
-    with pytest.raises(ValueError, match="Conv_1.*not a layer"):
-        receptive_field(probe, "Conv_1")
+    for method in ("settings", "gradient"):  # 3x3 conv, 2x2/2 pool, 3x3 conv
+        rf = receptive_field(probe, "Conv_1", method=method)
+        assert (rf.size, rf.stride, rf.start) == ((8, 8), (2, 2), (-3, -3)), method
 
 
 # ---------------------------------------------------------------- errors

@@ -89,7 +89,10 @@ def test_nnx_layers_in_call_order_with_module_paths(nnx_probe: jv.Probe) -> None
     )
     conv1 = nnx_probe.layer("conv1")
     assert conv1 == jv.Layer("conv1", "Conv", (6, 6, 3), "float32", 3 * 3 * 2 * 3 + 3)
-    assert nnx_probe.layer("head").n_params == (3 * 5 + 5) + (5 * 4 + 4)
+    assert nnx_probe.layer("head").n_params == 0  # its own: the Linears count theirs
+    assert nnx_probe.layer("head.layers.0").n_params == 3 * 5 + 5
+    rows = {row["name"]: row for row in nnx_probe.summary()}
+    assert rows["head"]["total_params"] == (3 * 5 + 5) + (5 * 4 + 4)
     assert nnx_probe.layer("blocks.0").kind == "Block"
 
 

@@ -133,22 +133,23 @@ def test_errors_show_in_place_and_the_widget_recovers(images):
     assert ue.error.error == ""
 
 
-class FunctionalPool(nn.Module):
+class WhileLoopNet(nn.Module):
     @nn.compact
     def __call__(self, x):
         x = nn.relu(nn.Conv(4, (3, 3))(x))
-        x = nn.max_pool(x, (2, 2), strides=(2, 2))  # no layer: no receptive field
+        # a data-dependent loop: its input window cannot be traced, so no receptive field
+        _, x = jax.lax.while_loop(lambda c: c[0] < 2, lambda c: (c[0] + 1, 0.5 * c[1]), (0, x))
         return nn.Conv(3, (3, 3))(x)
 
 
 def test_patches_unavailable_is_explained_and_top_images_still_show(images):
-    model = FunctionalPool()
+    model = WhileLoopNet()
     variables = model.init(jax.random.key(0), jnp.zeros((1, 8, 8, 1)))
     probe = jv.Probe(model, variables, input_shape=(8, 8, 1))
     ue = UnitExplorer(probe, images, layer="Conv_1", fv_steps=0)
     assert ue.error.error == ""
     assert "patches unavailable" in ue.patch_caption.value
-    assert "not a layer" in ue.patch_caption.value
+    assert "while" in ue.patch_caption.value
     np.testing.assert_array_equal(
         ue.top_k("Conv_1").indices[0], brute_top(probe, images, "Conv_1", 0)
     )

@@ -337,13 +337,16 @@ def test_filter_grid_rgb_first_layer():
     assert not fg.rgb and fg.grid.n_tiles == 24
 
 
-def test_filter_grid_needs_conv_layers():
+def test_filter_grid_without_conv_layers_says_so_in_place():
     def mlp(params, x):
         return jv.tap("out", x.reshape(x.shape[0], -1) @ params["w"])
 
     p = jv.Probe(mlp, {"w": jnp.ones((64, 2))}, input_shape=(8, 8, 1))
-    with pytest.raises(ValueError, match="no convolution layers"):
-        FilterGrid(p)
+    fg = FilterGrid(p)
+    assert "no convolution layers" in fg.caption.value and "out" in fg.caption.value
+    assert fg.layer_select.disabled and fg.grid.n_tiles == 0 and not fg.error.error
+    with pytest.raises(ValueError, match="layer must be a convolution layer"):
+        FilterGrid(p, "out")
 
 
 def test_weight_histograms_compare_on_shared_bins(probe):

@@ -2,9 +2,10 @@
 
 A baseline spec is one of
 
-* ``"black"`` / ``"white"``: the low / high end of the probe's ``input_range``;
+* ``"black"`` / ``"white"``: the low / high end of the probe's input range, per channel
+  (``probe.input_low`` / ``probe.input_high``: ``-mean / std`` is black for a normalised model);
 * ``"zero"`` or a number: a constant image;
-* ``"uniform"``: uniform noise over the input range (``seed`` chooses the draw);
+* ``"uniform"``: uniform noise over the input range, per channel (``seed`` chooses the draw);
 * ``"blur"`` or ``("blur", sigma)``: the input blurred with a Gaussian of ``sigma`` pixels
   (default: a tenth of the image side), as in Sturmfels et al. 2020;
 * an array shaped like one image ``(H, W, C)`` or like the batch ``(N, H, W, C)``;
@@ -48,16 +49,16 @@ def describe(baseline: Any) -> str:
 
 
 def _one(probe: Any, x: jax.Array, spec: Any, seed: int) -> jax.Array:
-    lo, hi = probe.input_range
+    lo, hi = probe.input_low, probe.input_high  # (C,) or (1,), broadcast over NHWC
     if isinstance(spec, tuple):
         if len(spec) == 2 and spec[0] == "blur" and _is_number(spec[1]) and spec[1] > 0:
             return blur(x, float(spec[1]))
         raise ValueError(f"baseline tuple must be ('blur', sigma > 0), got {spec!r}")
     if isinstance(spec, str):
         if spec == "black":
-            return jnp.full(x.shape, lo, jnp.float32)
+            return jnp.broadcast_to(jnp.asarray(lo, jnp.float32), x.shape)
         if spec == "white":
-            return jnp.full(x.shape, hi, jnp.float32)
+            return jnp.broadcast_to(jnp.asarray(hi, jnp.float32), x.shape)
         if spec == "zero":
             return jnp.zeros(x.shape, jnp.float32)
         if spec == "uniform":

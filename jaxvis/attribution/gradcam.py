@@ -1,10 +1,16 @@
 """Grad-CAM (Selvaraju et al. 2017): a layer's channels weighted by their mean gradient.
 
+On a ViT's token layer the same formula runs on its spatial view (Chefer et al. 2021's
+token-gradient form): the gradient of the target with respect to the tokens, channel weights
+= the mean gradient over the patch tokens, map = ReLU(sum_c w_c * token_c) over the patch grid;
+the class token is left out of the map.
+
 Example::
 
     cam = grad_cam(probe, x, target=3, layer="act6")
     cam.values                 # (N, H, W, 1), upsampled bilinearly to the input size
-    cam.extra["layer_map"]     # (N, h, w) at the layer's own resolution
+    cam.extra["layer_map"]     # (N, h, w) at the layer's own resolution (the patch grid)
+    grad_cam(vit_probe, x).settings["layer"]   # 'Transformer.encoderblock_10'
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from jaxvis.attribution import _checks
 from jaxvis.attribution._core import cached_jit, count_trace
 from jaxvis.attribution._edit import edited_apply
 from jaxvis.attribution.result import Attribution
+from jaxvis.layout import default_spatial_layer, spatial_view
 
 __all__ = ["grad_cam"]
 
@@ -31,8 +38,10 @@ def grad_cam(
     *,
     params: Any = None,
 ) -> Attribution:
-    """Grad-CAM map of ``target`` at ``layer`` (default: the last layer with a spatial map).
+    """Grad-CAM map of ``target`` at ``layer``, a feature map or a token layer.
 
+    ``layer`` defaults to :func:`jaxvis.layout.default_spatial_layer` with ``gradients=True``:
+    a CNN's last feature map; a ViT's last block input (with a class token) or output.
     ``relu=True`` keeps positive evidence only, as in the paper (Captum's ``LayerGradCam``
     defaults to ``relu_attributions=False``).
 
@@ -42,15 +51,18 @@ def grad_cam(
     """
     x = _checks.check_images(probe, x)
     if layer is None:
-        spatial = [lay.name for lay in probe.layers if len(lay.shape) == 3]
-        if not spatial:
-            raise ValueError("grad_cam needs a layer with a (H, W, C) output; the model has none")
-        layer = spatial[-1]
+        layer = default_spatial_layer(probe, gradients=True)
+        if layer is None:
+            raise ValueError(
+                "grad_cam needs a layer with an (H, W, C) or (T, D) token output; the model "
+                "has none"
+            )
     layer = _checks.check_layer(probe, layer)
-    if len(probe.layer(layer).shape) != 3:
+    layout = probe.layout(layer)
+    if layout.spatial_shape is None:
         raise ValueError(
-            f"grad_cam needs a layer with a (H, W, C) output; {layer!r} has shape "
-            f"{probe.layer(layer).shape}"
+            f"layer {layer!r} has shape {layout.shape} ({layout.kind}): grad_cam needs an "
+            "(H, W, C) feature map or (T, D) / (T, heads, d) tokens over a patch grid"
         )
     tgt = _checks.resolve_target(probe, x, target)
 
@@ -64,6 +76,7 @@ def grad_cam(
 
             shape = (x.shape[0], *probe.layer(layer).shape)
             grads, acts = jax.grad(total, has_aux=True)(jnp.zeros(shape, jnp.float32))
+            grads, acts = spatial_view(grads, layout), spatial_view(acts, layout)
             weights = grads.mean(axis=(1, 2), keepdims=True)
             cam = (weights * acts).sum(-1)
             cam = jnp.where(use_relu, jnp.maximum(cam, 0.0), cam)

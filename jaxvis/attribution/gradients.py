@@ -176,7 +176,7 @@ def _guided_score(probe: Any, tgt: _checks.Target, layers: tuple[str, ...]) -> A
     edits = {name: _clip_negative_grad for name in layers}
 
     def score(params: Any, x: jax.Array, index: jax.Array) -> jax.Array:
-        out, _ = edited_apply(probe, params, x, edits)
+        out, _ = edited_apply(probe, params, x, edits, require_output_path=False)
         return _checks.pick(out, tgt, index)
 
     return score
@@ -198,7 +198,8 @@ def smoothgrad(
 ) -> Attribution:
     """SmoothGrad (Smilkov et al. 2017): the gradient averaged over noisy copies of the input.
 
-    ``noise`` is the noise level of the paper, sigma / (hi - lo) of the probe's input range.
+    ``noise`` is the noise level of the paper, sigma / (hi - lo) of the probe's input range
+    (per channel for a normalised model).
     ``variant``: ``"smoothgrad"`` (mean), ``"smoothgrad_sq"``/``"squared"`` (mean of squares)
     or ``"vargrad"``/``"variance"`` (variance), as Captum's ``NoiseTunnel``. ``base`` is
     ``"gradient"`` or ``"input_x_gradient"``. Noise level and seed are traced: changing them
@@ -267,12 +268,10 @@ def smoothgrad(
         return kernel
 
     run = cached_jit(probe, key, build, draws=True)
-    lo, hi = probe.input_range
+    sigma = jnp.asarray(noise * (probe.input_high - probe.input_low), jnp.float32)  # per channel
     weight = jnp.full((samples,), 1.0 / samples, jnp.float32)
     params = probe.params if params is None else params
-    mean, mean_sq = run(
-        params, x, tgt.index, jnp.float32(noise * (hi - lo)), jax.random.key(seed), weight
-    )
+    mean, mean_sq = run(params, x, tgt.index, sigma, jax.random.key(seed), weight)
     if variant == "smoothgrad":
         values = mean
     elif variant == "smoothgrad_sq":

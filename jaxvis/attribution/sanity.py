@@ -82,36 +82,47 @@ def randomise(probe: Any, layers: Sequence[str], seed: int = 0, params: Any = No
         integrated_gradients(probe, x, 3, params=shuffled)
     """
     params = probe.params if params is None else params
-    wanted = [name.split("@")[0].split(".") for name in layers]
     for name in layers:
         _checks.check_layer(probe, name)
+    # where each layer's parameters live; inside stacked (scanned) blocks, one block's slice
+    homes = {name: probe.module_of(name) for name in layers}
     leaves, treedef = jax.tree_util.tree_flatten_with_path(params)
     rng = np.random.default_rng(seed)
     hits: set[str] = set()
-    plan: list[tuple[str | None, bool]] = []
+    plan: list[tuple[str | None, tuple[int, ...]]] = []
     scale_of: dict[str, float] = {}
     for path, value in leaves:
         names = _path_names(path)
         if names and names[0] == "params":
             names = names[1:]
-        layer = next((".".join(w) for w in wanted if names[: len(w)] == w), None)
-        floating = hasattr(value, "dtype") and np.issubdtype(np.dtype(value.dtype), np.floating)
-        use = layer is not None and floating and not any(n in _STATS for n in names)
-        plan.append((layer, use))
-        if use:
-            std = float(np.std(np.asarray(value)))
-            if std > 0:
-                scale_of.setdefault(layer, std)
+        layer = next(
+            (
+                n
+                for n, (home, _) in homes.items()
+                if names[: len(home.split("."))] == home.split(".")
+            ),
+            None,
+        )
+        floating = hasattr(value, "dtype") and jnp.issubdtype(value.dtype, jnp.floating)
+        if layer is None or not floating or any(n in _STATS for n in names):
+            plan.append((None, ()))
+            continue
+        index = homes[layer][1]
+        plan.append((layer, index))
+        std = float(np.std(np.asarray(value)[index]))
+        if std > 0:
+            scale_of.setdefault(layer, std)
     new = []
-    for (_, value), (layer, use) in zip(leaves, plan, strict=True):
-        if not use:
+    for (_, value), (layer, index) in zip(leaves, plan, strict=True):
+        if layer is None:
             new.append(value)
             continue
         hits.add(layer)
-        std = float(np.std(np.asarray(value))) or scale_of.get(layer, 0.05)
-        noise = rng.standard_normal(np.shape(value)) * std
-        new.append(jnp.asarray(noise, value.dtype))
-    missing = [name for name in layers if name.split("@")[0] not in hits]
+        part = np.asarray(value)[index]
+        std = float(np.std(part)) or scale_of.get(layer, 0.05)
+        noise = jnp.asarray(rng.standard_normal(np.shape(part)) * std, value.dtype)
+        new.append(jnp.asarray(value).at[index].set(noise) if index else noise)
+    missing = [name for name in layers if name not in hits]
     if missing:
         raise ValueError(
             f"no parameters found for layer(s) {missing}: randomise layers that own weights"

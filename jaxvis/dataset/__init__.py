@@ -4,7 +4,7 @@ The Deep Visualization Toolbox shows, beside each unit's synthetic image, the ni
 images and image patches that excite it most. :func:`top_k` streams any iterable of batches
 through the model in one jitted, device-sharded step that keeps only a running top-k per
 channel (memory stays flat however long the dataset is); :func:`receptive_field` computes
-which input pixels a unit sees from the layers' kernel sizes, strides and padding, and
+which input pixels a unit sees (the support of its input gradient, for any graph), and
 :func:`patches` crops those windows out of the top images.
 
 Example::
@@ -17,13 +17,22 @@ Example::
     jv.dataset.receptive_field(zoo.probe, "act3")                 # 10x10 windows, stride 2
 """
 
-from jaxvis.dataset.receptive import ReceptiveField, patch_boxes, patches, receptive_field
+from jaxvis.dataset.receptive import (
+    METHODS,
+    ReceptiveField,
+    input_support,
+    patch_boxes,
+    patches,
+    receptive_field,
+)
 from jaxvis.dataset.topk import REDUCTIONS, TopK, top_k
 
 __all__ = [
+    "METHODS",
     "REDUCTIONS",
     "ReceptiveField",
     "TopK",
+    "input_support",
     "patch_boxes",
     "patches",
     "receptive_field",

@@ -33,11 +33,17 @@ batches (pad with a short or empty batch where one runs out)::
     # res.indices[c, j] = position in the global stream: with the same batch size on both
     # hosts, global batch s is [host 0's 256 images, host 1's 256 images].
 
+A ViT's token layer ``(T, D)`` (or ``(T, heads, d)``) is read through its spatial view over the
+patch grid (:func:`jaxvis.layout.spatial_view`): a unit is a (channel, patch), an image's score
+is the max (or mean) over the patch tokens and ``positions`` are patch ``(row, col)``; with
+``position="cls"`` the class token is the unit instead.
+
 Example::
 
     zoo = jv.zoo.load("mnist_cnn")
     res = jv.dataset.top_k(zoo.probe, zoo.x_train, "conv3", k=9, batch_size=500)
     res.values.shape, res.indices.shape, res.positions.shape   # (8, 9) (8, 9) (8, 9, 2)
+    vit = jv.dataset.top_k(vit_probe, x, "Transformer.encoderblock_11", position="cls")
 """
 
 from __future__ import annotations
@@ -57,12 +63,15 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jaxvis._xla import jit
+from jaxvis.layout import LayerLayout, prefix_view, spatial_view
 from jaxvis.probe import Probe
 
-__all__ = ["REDUCTIONS", "TopK", "top_k"]
+__all__ = ["POSITIONS", "REDUCTIONS", "TopK", "top_k"]
 
 #: How a spatial activation map becomes one score per image and channel.
 REDUCTIONS = ("max", "mean")
+#: Which tokens of a token layer are the units: the patch tokens (over the grid) or the class token.
+POSITIONS = ("patches", "cls")
 #: Steps dispatched ahead of the device at most: with JAX's asynchronous dispatch a fast host
 #: would otherwise queue every batch of the dataset on the device before the first one ran.
 MAX_IN_FLIGHT = 2
@@ -79,10 +88,13 @@ class TopK:
         indices: ``(C, k)`` int64 positions of the images in the stream of batches (the first
             image of the first batch is 0). Ties go to the lower index.
         positions: ``(C, k, 2)`` int64 ``(row, col)`` of each image's maximum in the layer's
-            map (for ``"mean"`` too), or None for a layer without spatial axes.
+            map (for ``"mean"`` too; for a token layer, the patch in its grid), or None for a
+            layer without spatial axes and for the class token.
         n_images: how many images streamed through; ``k`` is ``min(k asked, n_images)``.
         layer_shape: the layer's output shape without the batch axis.
         n_devices: devices the step ran on.
+        position: ``"patches"`` or ``"cls"`` for a token layer (which tokens are the units),
+            None for other layers.
     """
 
     layer: str
@@ -93,6 +105,7 @@ class TopK:
     n_images: int
     layer_shape: tuple[int, ...]
     n_devices: int
+    position: str | None = None
 
     @property
     def k(self) -> int:
@@ -121,6 +134,7 @@ def top_k(
     k: int = 9,
     *,
     reduce: str = "max",
+    position: str = "patches",
     batch_size: int = 256,
     devices: Sequence[jax.Device] | None = None,
     progress: bool = True,
@@ -134,10 +148,13 @@ def top_k(
             accepted too), or one array ``(N, H, W, C)`` which is split into ``batch_size``
             batches. Only the running top-k is kept, so a generator over a huge dataset is fine.
         layer: a layer with outputs ``(H, W, C)`` (a score per image and channel is the
-            ``reduce`` over positions) or ``(C,)``.
+            ``reduce`` over positions), tokens ``(T, D)`` / ``(T, heads, d)`` over a patch grid
+            (the same over the patch tokens) or ``(C,)``.
         k: how many images per channel (at most the number of images).
         reduce: ``"max"`` (the Toolbox's choice: the unit's strongest response anywhere) or
             ``"mean"`` over the spatial positions.
+        position: for a token layer, ``"patches"`` (the units are (channel, patch)) or
+            ``"cls"`` (the class token's channels, one value per image).
         batch_size: batch size used when ``batches`` is one array.
         devices: the devices of the mesh (default: every device JAX sees, ``jax.devices()``).
         progress: show a progress bar (tqdm).
@@ -159,9 +176,18 @@ def top_k(
         _check_batch(probe, first, 0)
         stream = itertools.chain([first], stream)
     info = probe.layer(layer)  # unknown names raise with the closest names
-    if len(info.shape) not in (1, 3):
+    layout = probe.layout(layer)
+    if layout.channels is None:
         raise ValueError(
-            f"layer {layer!r} has outputs of shape {info.shape}: top_k needs (H, W, C) or (C,)"
+            f"layer {layer!r} has outputs of shape {info.shape} ({layout.kind}): top_k needs "
+            "(H, W, C), (C,) or (T, D) / (T, heads, d) tokens over a patch grid"
+        )
+    if position not in POSITIONS:
+        raise ValueError(f"position must be one of {POSITIONS}, got {position!r}")
+    if position == "cls" and (layout.grid is None or layout.grid.prefix == 0):
+        raise ValueError(
+            f"position='cls' needs a token layer with a class token; {layer!r} has shape "
+            f"{info.shape} ({layout.kind}, no class token)"
         )
     k = _positive_int(k, "k")
     batch_size = _positive_int(batch_size, "batch_size")
@@ -169,8 +195,8 @@ def top_k(
         raise ValueError(f"reduce must be one of {REDUCTIONS}, got {reduce!r}")
     mesh = _mesh(devices)
     n_local = sum(d.process_index == jax.process_index() for d in mesh.devices.flat)
-    step = _step(probe, layer, k, reduce, mesh)
-    n_channels = info.shape[-1]
+    step = _step(probe, layer, layout, position, k, reduce, mesh)
+    n_channels = layout.channels
 
     replicated = NamedSharding(mesh, P())
     batch_sharding = NamedSharding(mesh, P(_AXIS))
@@ -213,8 +239,8 @@ def top_k(
     values, indices, flat_pos, total = (np.asarray(a.addressable_data(0)) for a in state)
     keep = min(k, int(total))
     positions = None
-    if len(info.shape) == 3:
-        width = info.shape[1]
+    if layout.spatial_shape is not None and position == "patches":
+        width = layout.spatial_shape[1]
         flat = flat_pos[:, :keep].astype(np.int64)
         positions = np.stack([flat // width, flat % width], axis=-1)
     return TopK(
@@ -226,6 +252,7 @@ def top_k(
         n_images=int(total),
         layer_shape=tuple(info.shape),
         n_devices=mesh.size,
+        position=position if layout.kind == "tokens" else None,
     )
 
 
@@ -234,10 +261,12 @@ def top_k(
 _STEPS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _step(probe: Probe, layer: str, k: int, reduce: str, mesh: Mesh) -> Callable:
+def _step(
+    probe: Probe, layer: str, layout: LayerLayout, position: str, k: int, reduce: str, mesh: Mesh
+) -> Callable:
     """The jitted step ``(params, x, mask, values, indices, positions, count) -> state``."""
     cache = _STEPS.setdefault(probe, {})
-    key = (layer, k, reduce, tuple(d.id for d in mesh.devices.flat))
+    key = (layer, position, k, reduce, tuple(d.id for d in mesh.devices.flat))
     if key in cache:
         return cache[key]
     n_dev = mesh.size
@@ -245,6 +274,8 @@ def _step(probe: Probe, layer: str, k: int, reduce: str, mesh: Mesh) -> Callable
     def local(params, x, mask, values, indices, positions, count):
         _, acts = probe.apply(params, x, [layer])
         act = acts[layer].astype(jnp.float32)
+        if layout.kind == "tokens":  # the patch grid (h, w, C), or the class token (C,)
+            act = prefix_view(act, layout)[:, 0] if position == "cls" else spatial_view(act, layout)
         b = act.shape[0]
         if act.ndim == 4:
             flat = act.reshape(b, -1, act.shape[-1])  # (b, H*W, C)

@@ -227,7 +227,7 @@ def render(
         finish_compiled.join()
     images, values = (np.asarray(a) for a in fns.finish(p, hp, model_params))
     hist = np.concatenate([np.asarray(h) for h in history]) if history else np.zeros((0, n_images))
-    lo, hi = probe.input_range
+    lo, hi = probe.input_low, probe.input_high
     return RenderResult(
         images=images,
         history=hist,
@@ -283,7 +283,7 @@ def _build(
     opt: optax.GradientTransformation,
 ) -> _Compiled:
     shape = tuple(probe.input_shape)
-    lo, hi = probe.input_range
+    lo, hi = probe.input_low, probe.input_high  # (C,) or (1,): per channel where normalised
     layers = obj.layers
     needs_output = _obj.OUTPUT in layers
     wanted = frozenset(layers - {_obj.OUTPUT})

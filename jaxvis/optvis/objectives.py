@@ -10,6 +10,11 @@ compiles again. Objectives compose as in Lucid::
     obj = channel("conv3", "*")         # every channel of conv3, one image each
     obj.description                     # 'channel(conv5, 3) - 0.5 * channel(conv5, 7)'
 
+On a token layer (a ViT's ``(T, D)`` or ``(T, heads, d)`` tokens) every objective reads the
+layer's spatial view over the patch grid (:func:`jaxvis.layout.spatial_view`, class token left
+out): ``channel`` is the mean over the patch tokens, ``neuron(layer, c, y, x)`` the token of
+patch ``(y, x)``.
+
 Example::
 
     probe = jv.zoo.load("mnist_cnn").probe
@@ -26,6 +31,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from jaxvis.layout import LayerLayout, spatial_view
 
 __all__ = [
     "OUTPUT",
@@ -61,7 +68,8 @@ class Objective:
 
     ``kind`` and ``layer`` are static; ``values`` holds traced arrays (with a leading batch
     axis of size ``batch`` when ``batch`` is not None, else shared by every image).
-    ``children`` are sub-objectives for ``sum`` and ``scale``.
+    ``children`` are sub-objectives for ``sum`` and ``scale``. ``view`` is set by
+    :meth:`bind` for a token layer: the objective then reads its ``(h, w, C)`` patch grid.
     """
 
     kind: str
@@ -70,6 +78,7 @@ class Objective:
     batch: int | None = None
     children: tuple[Objective, ...] = ()
     all_channels: bool = False
+    view: LayerLayout | None = None
 
     # ------------------------------------------------------------ algebra
 
@@ -132,6 +141,8 @@ class Objective:
         act = output if self.layer == OUTPUT else acts[self.layer]
         if act is None:
             raise ValueError("this objective needs the model output, which was not computed")
+        if self.view is not None:
+            act = spatial_view(act, self.view)
         fn = _KINDS[self.kind]
         if self.kind == "diversity":
             return fn(act, self.values)
@@ -152,12 +163,16 @@ class Objective:
             for k in kids:
                 batch = _join_batch_values(batch, k.batch)
             return Objective(self.kind, self.layer, self.values, batch, kids)
+        view = None
         if self.layer == OUTPUT:
             size = _output_size(probe)
             shape: tuple[int, ...] = (size,)
             what = "class"
         else:
-            shape = tuple(probe.layer(self.layer).shape)
+            layout = probe.layout(self.layer)
+            shape = layout.shape
+            if layout.kind == "tokens" and layout.spatial_shape is not None:
+                view, shape = layout, layout.spatial_shape
             what = "channel"
         values = dict(self.values)
         batch = self.batch
@@ -187,7 +202,7 @@ class Objective:
                     f"direction vector has {vec.shape[-1]} entries but {self.layer!r} has "
                     f"{shape[-1]} channels"
                 )
-        return Objective(self.kind, self.layer, values, batch, (), False)
+        return Objective(self.kind, self.layer, values, batch, (), False, view)
 
     # ------------------------------------------------------------ description
 
@@ -238,13 +253,15 @@ def _flatten(obj: Objective) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
         keys,
         obj.batch,
         obj.all_channels,
+        obj.view,
     )
 
 
 def _unflatten(aux: tuple[Any, ...], children: tuple[Any, ...]) -> Objective:
-    kind, layer, keys, batch, all_channels = aux
+    kind, layer, keys, batch, all_channels, view = aux
     values, kids = children
-    return Objective(kind, layer, dict(zip(keys, values, strict=True)), batch, kids, all_channels)
+    values = dict(zip(keys, values, strict=True))
+    return Objective(kind, layer, values, batch, kids, all_channels, view)
 
 
 jax.tree_util.register_pytree_node(Objective, _flatten, _unflatten)
@@ -436,7 +453,7 @@ def stack(objectives: Sequence[Objective | str]) -> Objective:
 
 def _set_batch(obj: Objective, n: int) -> Objective:
     kids = tuple(_set_batch(c, n) for c in obj.children)
-    return Objective(obj.kind, obj.layer, obj.values, n, kids, obj.all_channels)
+    return Objective(obj.kind, obj.layer, obj.values, n, kids, obj.all_channels, obj.view)
 
 
 def as_objective(spec: Any) -> Objective:

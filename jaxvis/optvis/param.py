@@ -8,7 +8,9 @@ the pair ``(params, to_image)``: ``params`` is the pytree the optimiser changes 
 * ``pixel()``: one number per pixel (the classic, and what Yosinski's regularizers act on);
 * ``fourier()``: Lucid's 1/f-scaled spectrum, which makes low frequencies cheap;
 * ``decorrelate``: Lucid's ImageNet colour decorrelation;
-* ``squash="sigmoid"`` or ``"clip"`` maps to ``[0, 1]`` (then to the model's input range).
+* ``squash="sigmoid"`` or ``"clip"`` maps to ``[0, 1]``: displayable pixels, which the engine
+  maps to the model's input range channel by channel (``probe.input_low + (probe.input_high -
+  probe.input_low) * image``, so a mean/std-normalised model sees ``(image - mean) / std``).
 
 Example::
 

@@ -15,7 +15,7 @@ b'\\x89PNG'
 from jaxvis.render.blend import overlay
 from jaxvis.render.colormaps import CMAPS, colorize
 from jaxvis.render.encode import png_bytes, write_gif
-from jaxvis.render.norm import MODES, normalize, to_uint8
+from jaxvis.render.norm import MODES, from_range, normalize, to_uint8
 from jaxvis.render.resample import upscale
 from jaxvis.render.tiling import grid, grid_shape
 
@@ -23,6 +23,7 @@ __all__ = [
     "CMAPS",
     "MODES",
     "colorize",
+    "from_range",
     "grid",
     "grid_shape",
     "normalize",

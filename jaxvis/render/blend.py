@@ -8,23 +8,20 @@ import numpy as np
 
 from jaxvis.render._checks import as_float, as_numeric, check_choice
 from jaxvis.render.colormaps import CMAPS, colorize
-from jaxvis.render.norm import MODES, scale01
+from jaxvis.render.norm import MODES, from_range, scale01
 from jaxvis.render.resample import repeat2d
 
 
-def _image_rgb01(image: Any, image_range: tuple[float, float]) -> np.ndarray:
+def _image_rgb01(image: Any, image_range: Any) -> np.ndarray:
     arr = as_numeric(image, "image")
-    if arr.ndim == 3 and arr.shape[-1] == 1:
-        arr = arr[..., 0]
-    if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[-1] == 3)):
+    if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[-1] in (1, 3))):
         raise ValueError(f"image must be (H, W), (H, W, 1) or (H, W, 3); got shape {arr.shape}")
     if arr.dtype == np.uint8:
         x01 = arr.astype(np.float32) / 255.0
     else:
-        lo, hi = (float(v) for v in image_range)
-        if not lo < hi:
-            raise ValueError(f"image_range must be (lo, hi) with lo < hi; got {image_range!r}")
-        x01 = np.clip((arr.astype(np.float32) - lo) / (hi - lo), 0.0, 1.0)
+        x01 = from_range(arr.astype(np.float32), image_range, "image_range")
+    if x01.ndim == 3 and x01.shape[-1] == 1:
+        x01 = x01[..., 0]
     return np.repeat(x01[..., None], 3, axis=-1) if x01.ndim == 2 else x01
 
 
@@ -35,12 +32,13 @@ def overlay(
     alpha: float = 0.5,
     cmap: str = "rwb",
     normalize: str = "symmetric",
-    image_range: tuple[float, float] = (0.0, 1.0),
+    image_range: Any = (0.0, 1.0),
 ) -> np.ndarray:
     """``(1 - alpha) * image + alpha * colorize(normalize(heat))`` as uint8 (H, W, 3).
 
     ``image``: (H, W), (H, W, 1) or (H, W, 3); uint8 is taken as 0..255, floats as
-    ``image_range`` (the model's input range; default [0, 1]). ``heat``: (H, W) or
+    ``image_range`` (the model's input range, ``probe.input_range``: ``(lo, hi)`` or one pair
+    per channel, see :func:`from_range`; default [0, 1]). ``heat``: (H, W) or
     (H, W, 1); a smaller map whose size divides the image's (e.g. 7x7 on 28x28) is
     upscaled by nearest neighbour. ``normalize`` is a mode of :func:`normalize`.
 

@@ -16,6 +16,33 @@ from jaxvis.render._checks import as_float, as_numeric, check_choice
 MODES = ("layer", "channel", "symmetric", "none")
 
 
+def from_range(x: Any, value_range: Any, name: str = "value_range") -> np.ndarray:
+    """``x`` mapped from ``value_range`` to float32 ``[0, 1]``, clipped.
+
+    ``value_range`` is ``(lo, hi)`` for all values, or ``((lo_0, lo_1, ...), (hi_0, hi_1,
+    ...))`` with one pair per index of the last (channel) axis: the form of
+    ``probe.input_range``, so a normalised model's inputs show as the pixels they came from.
+
+    >>> from_range([[-1.0, 0.0], [1.0, 2.0]], ((-1.0, 0.0), (1.0, 4.0))).tolist()
+    [[0.0, 0.0], [1.0, 0.5]]
+    """
+    arr = as_float(x, "x")
+    try:
+        lo, hi = np.broadcast_arrays(*(np.asarray(v, np.float32) for v in value_range))
+    except (TypeError, ValueError):
+        lo = hi = None
+    if lo is None or lo.ndim > 1 or not np.all(lo < hi):
+        raise ValueError(
+            f"{name} must be (lo, hi) or per channel ((lo, ...), (hi, ...)) with lo < hi; "
+            f"got {value_range!r}"
+        )
+    if lo.size not in (1, arr.shape[-1]):
+        raise ValueError(
+            f"{name} has {lo.size} channels but x has {arr.shape[-1]} (shape {arr.shape})"
+        )
+    return np.clip((arr - lo) / (hi - lo), 0.0, 1.0).astype(np.float32, copy=False)
+
+
 def _check_bound(value: float | None, name: str) -> float | None:
     if value is None:
         return None

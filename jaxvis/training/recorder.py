@@ -44,6 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxvis._xla import jit
+from jaxvis.layout import spatial_layers
 from jaxvis.probe import Probe
 from jaxvis.training._models import is_nnx_module, make_probe, params_for, weight_arrays
 from jaxvis.training.recording import STATS, Recording, npz_overhead
@@ -86,7 +87,8 @@ class Recorder:
     Args:
         probe_images: ``(N, H, W, C)`` float images whose activations are recorded (e.g. one
             fixed image per class), in the model's input range.
-        layers: layer names to record; None records every layer with an ``(H, W, C)`` output.
+        layers: layer names to record; None records every feature map ``(H, W, C)``
+            (:func:`jaxvis.layout.spatial_layers` without token layers).
             An empty list records no activations.
         every: record steps whose number is a multiple of ``every``.
         weights: record weight histograms and statistics.
@@ -195,7 +197,7 @@ class Recorder:
                 f"{str(exc).splitlines()[0]}"
             ) from exc
         if self.layers_arg is None:
-            self.layer_names = [lay.name for lay in probe.layers if len(lay.shape) == 3]
+            self.layer_names = spatial_layers(probe, tokens=False)
         else:
             probe._check_layer_names(self.layers_arg)
             self.layer_names = list(self.layers_arg)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,6 +15,7 @@ __all__ = [
     "check_images",
     "check_labels",
     "check_probe",
+    "empty_message",
     "fmt",
     "image_png",
     "layer_title",
@@ -48,6 +50,19 @@ def check_labels(labels: Any, n: int, name: str = "labels") -> list[Any] | None:
     return out
 
 
+def empty_message(title: str, detail: str = "") -> str:
+    """HTML shown in place of a widget's view when there is nothing to show (no layers...).
+
+    Example::
+
+        W.HTML(empty_message("This probe has no layers to show.", "Mark them with jv.tap."))
+    """
+    return (
+        "<div class='jv-empty' style='padding:6px 8px;background:#f4f4f4;border-radius:3px'>"
+        f"<b>{html.escape(title)}</b> {html.escape(detail)}</div>"
+    )
+
+
 def fmt(value: float) -> str:
     """A short, fixed-width-ish number for labels: ``0.83``, ``-12.4``, ``1.2e-05``."""
     v = float(value)
@@ -58,10 +73,10 @@ def fmt(value: float) -> str:
     return f"{v:.2g}"
 
 
-def image_png(x: np.ndarray, input_range: tuple[float, float], size: int = 196) -> bytes:
-    """PNG of one input image ``(H, W, C)`` mapped from the probe's input range, upscaled."""
-    lo, hi = input_range
-    x01 = render.normalize(x, "layer", vmin=lo, vmax=hi)
+def image_png(x: np.ndarray, input_range: Any, size: int = 196) -> bytes:
+    """PNG of one input image ``(H, W, C)`` mapped from the probe's input range (one pair or
+    one per channel), upscaled."""
+    x01 = render.from_range(x, input_range, "input_range")
     if x01.shape[-1] == 1:
         rgb = render.colorize(x01[..., 0], "gray")
     elif x01.shape[-1] == 3:

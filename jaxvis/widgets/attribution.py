@@ -314,9 +314,8 @@ class Attribution(W.VBox):
         signed = self.cmap.value == "rwb"
         if not signed:
             heat = np.abs(heat)
-        lo, hi = self.probe.input_range
         norm = "symmetric" if signed else "layer"
-        img = self.x[0]
+        img = render.from_range(self.x[0], self.probe.input_range, "input_range")
         if img.shape[-1] not in (1, 3):
             img = img[..., :1]  # show the first channel of a multi-channel input
         over = render.overlay(
@@ -325,7 +324,6 @@ class Attribution(W.VBox):
             alpha=float(self.opacity.value),
             cmap=self.cmap.value,
             normalize=norm,
-            image_range=(lo, hi),
         )
         alone = render.colorize(render.normalize(heat, norm), self.cmap.value)
         factor = max(1, VIEW_PX // max(img.shape[:2]))

@@ -6,7 +6,8 @@ thread, and between chunks of steps the widget updates the preview, the progress
 objective curve. Stop ends the run and keeps the last image. "Whole layer" shows every channel
 of the layer as one grid, optimised as one vectorised batch. Save writes the result as PNG and
 the run as an animated GIF. Every value is a traced input of the compiled step, so moving a
-slider and running again does not compile again.
+slider and running again does not compile again. A ViT's token layers are offered too: a
+channel there is the mean over the patch tokens, a neuron one patch of the grid.
 
 Example::
 
@@ -28,8 +29,9 @@ import ipywidgets as W
 import numpy as np
 
 from jaxvis import optvis, render
+from jaxvis.layout import default_spatial_layer, unit_layers
 from jaxvis.optvis import objectives as O
-from jaxvis.widgets._common import check_probe
+from jaxvis.widgets._common import check_probe, empty_message
 from jaxvis.widgets._errors import ErrorBox
 
 __all__ = ["FeatureVis", "preview_image"]
@@ -68,7 +70,9 @@ class FeatureVis(W.VBox):
 
     Args:
         probe: a :class:`jaxvis.Probe`.
-        layer: the layer to start on (default: the last layer with a spatial map).
+        layer: the layer to start on (default: :func:`jaxvis.layout.default_spatial_layer`,
+            a ViT's last block, a CNN's last feature map); feature maps, vectors and token
+            layers are offered.
         channel: the channel (or class) to start on.
         steps: optimisation steps of a run.
         preview_every: steps between preview updates (a chunk of the run).
@@ -100,17 +104,24 @@ class FeatureVis(W.VBox):
         self.thread: threading.Thread | None = None
         self._stop = threading.Event()
         self.error = ErrorBox()
-        self.layers = [lay for lay in self.probe.layers if len(lay.shape) in (1, 3)]
-        if not self.layers:
-            raise ValueError("the probe has no layer with (C,) or (H, W, C) outputs to visualise")
-        spatial = [lay.name for lay in self.layers if len(lay.shape) == 3]
-        start = layer or (spatial[-1] if spatial else self.layers[-1].name)
-        self.probe.layer(start)  # unknown names raise with suggestions
+        units = set(unit_layers(self.probe))
+        self.layers = [lay for lay in self.probe.layers if lay.name in units]
+        start = layer or default_spatial_layer(self.probe)
+        if start is None and self.layers:
+            start = self.layers[-1].name
+        if layer is not None:
+            self.probe.layer(layer)  # unknown names raise with suggestions
+        if start is not None and start not in {lay.name for lay in self.layers}:
+            raise ValueError(
+                f"layer {start!r} has outputs {self.probe.layer(start).shape}: FeatureVis needs "
+                "(C,), (H, W, C) or (T, D) / (T, heads, d) tokens over a patch grid"
+            )
 
         self.target = W.ToggleButtons(
             options=[("channel", "channel"), ("neuron", "neuron"), ("class", "class")],
-            value="channel",
+            value="channel" if self.layers else "class",
             description="unit",
+            disabled=not self.layers,  # a probe without layers: its classes only
         )
         self.target.add_class("jv-fv-target")
         self.layer_select = W.Dropdown(
@@ -171,7 +182,15 @@ class FeatureVis(W.VBox):
         self.name = W.Text("feature_vis", description="file name")
         self.progress = W.IntProgress(0, min=0, max=steps, description="0 steps")
         self.progress.add_class("jv-fv-progress")
-        self.status = W.HTML("")
+        self.status = W.HTML(
+            ""
+            if self.layers
+            else empty_message(
+                "This probe has no layers to visualise: only its classes.",
+                "A plain function shows its layers where it marks them, e.g. "
+                "h = jv.tap('block1', h).",
+            )
+        )
         self.status.add_class("jv-fv-status")
         self.preview = W.Image(format="png", layout=W.Layout(max_width="420px"))
         self.preview.add_class("jv-fv-preview")
@@ -234,12 +253,16 @@ class FeatureVis(W.VBox):
     # ------------------------------------------------------------ controls
 
     def _on_layer(self, change: Any) -> None:
-        shape = self.probe.layer(self.layer_select.value).shape
-        self.channel_slider.max = shape[-1] - 1
+        if self.layer_select.value is not None:
+            self.channel_slider.max = self._channels(self.layer_select.value) - 1
+
+    def _channels(self, layer: str) -> int:
+        """Channels of ``layer``'s spatial view (a token layer's grid), or of a vector."""
+        return int(self.probe.layout(layer).channels)
 
     def _on_target(self, change: Any) -> None:
         is_class = self.target.value == "class"
-        self.layer_select.disabled = is_class
+        self.layer_select.disabled = is_class or not self.layers
         self.channel_slider.disabled = is_class
         self.class_select.disabled = not is_class
 
@@ -262,7 +285,7 @@ class FeatureVis(W.VBox):
             n = len(self.class_select.options)
             return O.logit(range(n)) if grid else O.logit(self.class_select.value)
         if self.target.value == "neuron":
-            c = self.probe.layer(layer).shape[-1]
+            c = self._channels(layer)
             return O.neuron(layer, list(range(c)) if grid else self.channel_slider.value)
         return O.channel(layer, "*" if grid else self.channel_slider.value)
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from jaxvis import render
 from jaxvis.probe import Probe
-from jaxvis.widgets._common import check_probe, fmt, probe_conv_layers
+from jaxvis.widgets._common import check_probe, empty_message, fmt, probe_conv_layers
 from jaxvis.widgets._errors import ErrorBox
 from jaxvis.widgets.channel_grid import ChannelGrid, tile_scale
 
@@ -33,8 +33,8 @@ class FilterGrid(W.VBox):
     for its range; click it to see the kernel enlarged with its numbers.
 
     Args:
-        probe: a :class:`jaxvis.Probe` of a model with convolutions (4-axis kernels
-            ``(kh, kw, in, out)``).
+        probe: a :class:`jaxvis.Probe`; its convolutions (4-axis kernels ``(kh, kw, in, out)``)
+            are shown. Without any, the widget says so in place.
         layer: the conv layer to show first (default: the first one); a dropdown switches.
         max_tiles: at most this many tiles are drawn; wider layers show their first input
             channels only (said in the caption).
@@ -47,21 +47,16 @@ class FilterGrid(W.VBox):
     def __init__(self, probe: Probe, layer: str | None = None, *, max_tiles: int = 4096) -> None:
         self.probe = check_probe(probe)
         self.kernels = probe_conv_layers(self.probe)
-        if not self.kernels:
-            raise ValueError(
-                "probe has no convolution layers (parameters with a 4-axis kernel (kh, kw, in, "
-                f"out)); its layers are {', '.join(self.probe.layer_names)}"
-            )
         if layer is None:
-            layer = next(iter(self.kernels))
-        if layer not in self.kernels:
+            layer = next(iter(self.kernels), None)
+        if layer is not None and layer not in self.kernels:
             raise ValueError(
                 f"layer must be a convolution layer, one of {list(self.kernels)}, got {layer!r}"
             )
         if not isinstance(max_tiles, int) or max_tiles < 1:
             raise ValueError(f"max_tiles must be a positive int, got {max_tiles!r}")
         self.max_tiles = max_tiles
-        self._first_conv = next(iter(self.kernels))
+        self._first_conv = next(iter(self.kernels), None)
         self.rgb = False
         self.n_in_shown = 0
 
@@ -70,10 +65,17 @@ class FilterGrid(W.VBox):
             options=[(self._option(name), name) for name in self.kernels],
             value=layer,
             description="layer",
+            disabled=not self.kernels,
             layout=W.Layout(width="320px"),
         )
         self.layer_select.add_class("jv-filter-layer-select")
         self.caption = W.HTML()
+        if not self.kernels:
+            self.caption.value = empty_message(
+                "This probe has no convolution layers to show.",
+                "Filters are parameters with a 4-axis kernel (kh, kw, in, out); the probe's "
+                f"layers are: {', '.join(self.probe.layer_names) or 'none'}.",
+            )
         self.caption.add_class("jv-filter-caption")
         self.grid = ChannelGrid()
         self.grid.add_class("jv-filter-tiles")
@@ -93,7 +95,8 @@ class FilterGrid(W.VBox):
         self.add_class("jv-filter-grid")
         self.layer_select.observe(self.error.guard(self._on_layer), "value")
         self.grid.observe(self.error.guard(self._on_select), "selected")
-        self.error.guard(self._on_layer)(None)
+        if self.kernels:
+            self.error.guard(self._on_layer)(None)
 
     # ------------------------------------------------------------------ helpers
 

@@ -14,7 +14,7 @@ import jax
 import numpy as np
 
 from jaxvis.probe import Probe
-from jaxvis.widgets._common import fmt
+from jaxvis.widgets._common import empty_message, fmt
 from jaxvis.widgets._errors import ErrorBox
 
 __all__ = ["WeightHistograms", "collect_weights"]
@@ -92,6 +92,8 @@ class WeightHistograms(W.VBox):
         names: legend names of the two sets.
         layer: the array to show first (``"conv1.kernel"``; default: the first).
 
+    A probe without weights (e.g. a plain function with no parameters) gets a message in place.
+
     Example::
 
         before = jv.Probe(jv.zoo.build("mnist_cnn", 0), input_shape=(28, 28, 1))
@@ -141,8 +143,9 @@ class WeightHistograms(W.VBox):
         self.error = ErrorBox()
         self.layer_select = W.Dropdown(
             options=[(f"{k} · {'×'.join(map(str, v.shape))}", k) for k, v in self.weights.items()],
-            value=layer or next(iter(self.weights)),
+            value=layer or next(iter(self.weights), None),
             description="weights",
+            disabled=not self.weights,
             layout=W.Layout(width="340px"),
         )
         self.layer_select.add_class("jv-weight-layer-select")
@@ -175,7 +178,13 @@ class WeightHistograms(W.VBox):
         super().__init__([self.layer_select, self.error, self.figure, self.stats])
         self.add_class("jv-weight-histograms")
         self.layer_select.observe(self.error.guard(self._on_layer), "value")
-        self.error.guard(self._on_layer)(None)
+        if self.weights:
+            self.error.guard(self._on_layer)(None)
+        else:
+            self.figure.layout.display = "none"
+            self.stats.value = empty_message(
+                "No weights to show.", "The probe's layers own no floating-point parameters."
+            )
 
     @property
     def layer(self) -> str:

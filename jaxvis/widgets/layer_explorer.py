@@ -4,6 +4,12 @@ Moving the image slider runs one jitted ``probe.activations`` call for all layer
 every time, so it compiles once), renders each layer as a titled channel grid (all layers in
 one :class:`LayerGrids` widget, so one message carries them all), updates the
 enlarged channel and the class-probability bars. A click on any tile enlarges that channel.
+
+A ViT's token layer is drawn as images too: one ``(h, w)`` patch map per channel (``heads * d``
+of them for ``(T, heads, d)`` q/k/v outputs), with the class token's value of each channel in
+the tile's hover label and under the enlarged channel. Attention weights ``(heads, T, T)`` are
+drawn as one ``(T, T)`` map per head. A probe without layers (a plain function without
+``jv.tap``) shows the input and prediction with a message in place of the grids.
 """
 
 from __future__ import annotations
@@ -20,11 +26,13 @@ import jax
 import numpy as np
 
 from jaxvis import render
+from jaxvis.layout import LayerLayout, prefix_view, spatial_view
 from jaxvis.probe import Layer, Probe
 from jaxvis.widgets._common import (
     check_images,
     check_labels,
     check_probe,
+    empty_message,
     fmt,
     image_png,
     layer_title,
@@ -32,7 +40,7 @@ from jaxvis.widgets._common import (
 from jaxvis.widgets._errors import ErrorBox
 from jaxvis.widgets.channel_grid import GridSpec, LayerGrids
 
-__all__ = ["LayerExplorer", "layer_tiles"]
+__all__ = ["LayerExplorer", "class_token", "layer_tiles"]
 
 #: Dense layers with at most this many units are drawn as one row.
 STRIP_MAX = 16
@@ -40,24 +48,47 @@ STRIP_MAX = 16
 UNIT_PX = 8
 UNIT_SCREEN_PX = (8.0, 28.0)
 DENSE_GRID_PX = 320.0
+#: Shown in place of the grids for a probe without layers.
+NO_LAYERS = empty_message(
+    "This probe has no layers to show.",
+    "A plain function shows its layers where it marks them, e.g. h = jv.tap('block1', h); "
+    "a Flax model's layers are found by themselves.",
+)
 #: Display size (CSS px) of the enlarged channel and the input image.
 ENLARGED_PX = 224
 INPUT_PX = 168
 
 
-def layer_tiles(act: np.ndarray) -> tuple[np.ndarray, bool]:
+def layer_tiles(act: np.ndarray, layout: LayerLayout | None = None) -> tuple[np.ndarray, bool]:
     """One example's activation as a tile stack: ``((N, h, w), is_dense)``.
 
-    ``(H, W, C)`` -> C spatial tiles; ``(H, W)`` -> one tile; ``(F,)`` and anything else ->
-    F tiles of 1x1 (a dense layer).
+    ``(H, W, C)`` -> C spatial tiles; tokens (with their ``layout``) -> C tiles of the patch
+    grid, class token left out; attention ``(heads, T, T)`` -> one tile per head; ``(H, W)``
+    -> one tile; ``(F,)`` and anything else -> F tiles of 1x1 (a dense layer).
+
+    Example::
+
+        layer_tiles(np.zeros((17, 32)), probe.layout("Transformer.encoderblock_0"))[0].shape
+        # (32, 4, 4)
     """
     act = np.asarray(act)
+    if layout is not None and layout.kind == "tokens":
+        return np.moveaxis(spatial_view(act[None], layout)[0], -1, 0), False
+    if layout is not None and layout.kind == "attention":
+        return act, False
     if act.ndim == 3:
         return np.moveaxis(act, -1, 0), False
     if act.ndim == 2:
         return act[None], False
     flat = act.reshape(-1)
     return flat[:, None, None], True
+
+
+def class_token(act: np.ndarray, layout: LayerLayout) -> np.ndarray | None:
+    """The first prefix (class) token of one example's token activation, ``(C,)``; else None."""
+    if layout.kind != "tokens" or layout.grid is None or layout.grid.prefix == 0:
+        return None
+    return np.asarray(prefix_view(np.asarray(act)[None], layout))[0, 0]
 
 
 class LayerExplorer(W.VBox):
@@ -98,6 +129,7 @@ class LayerExplorer(W.VBox):
                 raise ValueError(f"layers must be a non-empty list of layer names, got {layers!r}")
             self._layers = tuple(self.probe.layer(name) for name in layers)
         self._layer_by_name = {layer.name: layer for layer in self._layers}
+        self._layouts = {layer.name: self.probe.layout(layer.name) for layer in self._layers}
         self.acts: dict[str, np.ndarray] = {}
         self.probs: np.ndarray | None = None
         self.timings: deque[dict[str, float]] = deque(maxlen=200)
@@ -129,15 +161,17 @@ class LayerExplorer(W.VBox):
         # --- layer/channel picker and enlarged view
         self.layer_select = W.Dropdown(
             options=[(layer_title(ly.name, ly.kind, ly.shape), ly.name) for ly in self._layers],
-            value=self._layers[0].name,
+            value=self._layers[0].name if self._layers else None,
             description="layer",
+            disabled=not self._layers,
             layout=W.Layout(width="320px"),
         )
         self.layer_select.add_class("jv-layer-select")
         self.channel_slider = W.IntSlider(
             value=0,
             min=0,
-            max=max(0, self._n_tiles(self._layers[0]) - 1),
+            max=max(0, self._n_tiles(self._layers[0]) - 1) if self._layers else 0,
+            disabled=not self._layers,
             description="channel",
             continuous_update=True,
             layout=W.Layout(width="320px"),
@@ -158,7 +192,9 @@ class LayerExplorer(W.VBox):
         self.enlarged_info = W.HTML()
         self.enlarged_info.add_class("jv-enlarged-info")
 
-        # --- one grid per layer, all in one widget
+        # --- one grid per layer, all in one widget (or why there is none)
+        self.message = W.HTML(NO_LAYERS if not self._layers else "")
+        self.message.add_class("jv-layer-message")
         self.grids = LayerGrids()
         self.grids.observe(self.error.guard(self._on_click), "selected")
 
@@ -174,7 +210,7 @@ class LayerExplorer(W.VBox):
         )
         top = W.HBox([left, right], layout=W.Layout(align_items="flex-start"))
         super().__init__(
-            [W.HBox([self.slider, self.caption]), self.error, top, self.grids],
+            [W.HBox([self.slider, self.caption]), self.error, self.message, top, self.grids],
         )
         self.add_class("jv-layer-explorer")
 
@@ -215,7 +251,11 @@ class LayerExplorer(W.VBox):
         return bars, fig
 
     def _n_tiles(self, layer: Layer) -> int:
-        shape = layer.shape
+        layout, shape = self._layouts[layer.name], layer.shape
+        if layout.kind == "tokens":
+            return int(layout.channels)
+        if layout.kind == "attention":
+            return int(shape[0])
         if len(shape) == 3:
             return int(shape[-1])
         if len(shape) == 2:
@@ -321,8 +361,16 @@ class LayerExplorer(W.VBox):
         self._sync_selection()
 
     def _grid_spec(self, layer: Layer) -> GridSpec:
-        tiles, dense = layer_tiles(self.acts[layer.name])
+        layout = self._layouts[layer.name]
+        act = self.acts[layer.name]
+        tiles, dense = layer_tiles(act, layout)
         title = f"{layer.kind} · {layer.shape}"
+        if layout.kind == "tokens" and layout.grid is not None:
+            grid = layout.grid
+            extra = f" + {grid.prefix} class token" if grid.prefix else ""
+            title += f" · {grid.rows}×{grid.cols} patches{extra}"
+        elif layout.kind == "attention":
+            title += " · one query×key map per head"
         if dense:
             values = tiles.reshape(-1)
             n = len(values)
@@ -334,9 +382,15 @@ class LayerExplorer(W.VBox):
             return GridSpec(layer.name, tiles, title, labels, options)
         lo = tiles.min(axis=(1, 2)).tolist()
         hi = tiles.max(axis=(1, 2)).tolist()
+        what = "head" if layout.kind == "attention" else "ch"
         labels = [
-            f"ch {k}: [{fmt(a)}, {fmt(b)}]" for k, (a, b) in enumerate(zip(lo, hi, strict=True))
+            f"{what} {k}: [{fmt(a)}, {fmt(b)}]" for k, (a, b) in enumerate(zip(lo, hi, strict=True))
         ]
+        cls = class_token(act, layout)
+        if cls is not None:
+            labels = [
+                f"{label} · cls {fmt(v)}" for label, v in zip(labels, cls.tolist(), strict=True)
+            ]
         return GridSpec(
             layer.name, tiles, title, labels, {"normalize": self.normalize_toggle.value}
         )
@@ -372,7 +426,8 @@ class LayerExplorer(W.VBox):
         if name not in self.acts:
             return
         channel = int(self.channel_slider.value)
-        tiles, dense = layer_tiles(self.acts[name])
+        layout = self._layouts[name]
+        tiles, dense = layer_tiles(self.acts[name], layout)
         tile = tiles[channel]
         lo, hi = float(tile.min()), float(tile.max())
         if dense:
@@ -387,10 +442,14 @@ class LayerExplorer(W.VBox):
             )
         else:
             x01 = render.normalize(tile, "layer")
+            what = "head" if layout.kind == "attention" else "channel"
             info = (
-                f"<b>{name}</b> channel {channel} · {tile.shape[0]}×{tile.shape[1]}<br>"
+                f"<b>{name}</b> {what} {channel} · {tile.shape[0]}×{tile.shape[1]}<br>"
                 f"range [{fmt(lo)}, {fmt(hi)}] · mean {fmt(float(tile.mean()))}"
             )
+            cls = class_token(self.acts[name], layout)
+            if cls is not None:
+                info += f"<br>class token: <b>{fmt(float(cls[channel]))}</b>"
         rgb = render.colorize(x01, "viridis")
         factor = max(1, ENLARGED_PX // max(tile.shape[0], tile.shape[1]))
         self.enlarged.value = render.png_bytes(render.upscale(rgb, factor))

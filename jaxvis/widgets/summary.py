@@ -12,12 +12,12 @@ from jaxvis.widgets._common import check_probe
 
 __all__ = ["ModelSummary", "summary_html"]
 
-_BASE_KEYS = ("name", "kind", "shape", "n_params")
+_BASE_KEYS = ("name", "kind", "shape", "n_params", "total_params", "depth", "params")
 _HIDDEN = ("in_features", "out_features", "feature_group_count", "use_bias")
 
 
 def _settings_text(row: dict[str, Any]) -> str:
-    parts = []
+    parts = list(row.get("params", ()))  # the "(other)" row: parameters of no layer
     if "in_features" in row and "out_features" in row:
         parts.append(f"{row['in_features']}→{row['out_features']}")
     elif "features" in row:
@@ -38,7 +38,11 @@ def _settings_text(row: dict[str, Any]) -> str:
 
 
 def summary_html(probe: Probe) -> str:
-    """An HTML ``<table>`` of ``probe.summary()``: layer, kind, output shape, params, settings."""
+    """An HTML ``<table>`` of ``probe.summary()``: layer, kind, output shape, params, settings.
+
+    Layers are indented by nesting depth; each counts its own parameters, so the column sums to
+    the total in the last row (``probe.n_params``).
+    """
     rows = probe.summary()
     cell = "padding:2px 10px;text-align:left;border-bottom:1px solid #ddd"
     num = cell.replace("text-align:left", "text-align:right")
@@ -51,11 +55,13 @@ def summary_html(probe: Probe) -> str:
         f"<td style='{cell}'></td><td style='{cell}'>{_shape(probe.input_shape)}</td>"
         f"<td style='{num}'></td><td style='{cell}'>range {probe.input_range}</td></tr>"
     ]
+    n_layers = len(probe.layers)  # a last "(other)" row holds parameters of no layer
     for i, row in enumerate(rows):
+        indent = f"padding-left:{10 + 16 * int(row.get('depth', 0))}px"
         body.append(
             "<tr>"
-            f"<td style='{cell};color:#999'>{i}</td>"
-            f"<td style='{cell}'><code>{html.escape(str(row['name']))}</code></td>"
+            f"<td style='{cell};color:#999'>{'' if i >= n_layers else i}</td>"
+            f"<td style='{cell};{indent}'><code>{html.escape(str(row['name']))}</code></td>"
             f"<td style='{cell}'>{html.escape(str(row['kind']))}</td>"
             f"<td style='{cell}'>{_shape(row['shape'])}</td>"
             f"<td style='{num}'>{int(row['n_params']):,}</td>"
@@ -65,7 +71,7 @@ def summary_html(probe: Probe) -> str:
     total = sum(int(r["n_params"]) for r in rows)
     body.append(
         f"<tr style='font-weight:bold'><td style='{cell}'></td><td style='{cell}'>total</td>"
-        f"<td style='{cell}'>{len(rows)} layers</td><td style='{cell}'></td>"
+        f"<td style='{cell}'>{n_layers} layers</td><td style='{cell}'></td>"
         f"<td style='{num}'>{total:,}</td><td style='{cell}'></td></tr>"
     )
     classes = ""
@@ -79,13 +85,14 @@ def summary_html(probe: Probe) -> str:
 
 
 def _shape(shape: Any) -> str:
-    return "—" if shape is None else "×".join(map(str, shape))
+    return "×".join(map(str, shape)) if shape else "—"
 
 
 class ModelSummary(W.HTML):
     """The layers of a probed model as a table: name, kind, output shape, parameters, settings.
 
-    ``rows`` holds ``probe.summary()``; ``total_params`` their parameter count.
+    ``rows`` holds ``probe.summary()`` (rows indented by nesting depth, each with its own
+    parameters, so none is counted twice); ``total_params`` the model's parameter count.
 
     Example::
 
@@ -95,6 +102,6 @@ class ModelSummary(W.HTML):
     def __init__(self, probe: Probe) -> None:
         self.probe = check_probe(probe)
         self.rows: list[dict[str, Any]] = self.probe.summary()
-        self.total_params = sum(int(r["n_params"]) for r in self.rows)
+        self.total_params = self.probe.n_params
         super().__init__(value=summary_html(self.probe))
         self.add_class("jv-model-summary")

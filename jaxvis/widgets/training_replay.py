@@ -246,8 +246,8 @@ class TrainingReplay(W.VBox):
     def _input_column(self, scale: int) -> np.ndarray:
         if scale not in self._inputs:
             x = np.asarray(self.recording.images, np.float32)
-            lo, hi = self.recording.meta.get("input_range") or (0.0, 1.0)
-            x01 = np.clip((x - lo) / (hi - lo), 0.0, 1.0)
+            value_range = self.recording.meta.get("input_range") or (0.0, 1.0)
+            x01 = render.from_range(x, value_range, "input_range")
             tiles = x01 if x01.shape[-1] in (1, 3) else x01[..., :1]
             self._inputs[scale] = render.grid(
                 tiles, ncols=1, scale=scale, normalize="none", spacing=SPACING, background=GAP

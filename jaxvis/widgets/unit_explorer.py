@@ -4,7 +4,8 @@ For the chosen layer and channel, side by side: the unit's feature visualisation
 (:func:`jaxvis.optvis.render`, a short run, cached per unit), the nine dataset images that
 excite it most with the unit's receptive field marked, the nine input patches under those
 units (:mod:`jaxvis.dataset`), and its activation on the current input. Top-k runs once per
-layer over the whole dataset and is cached, so moving through channels only redraws.
+layer over the whole dataset and is cached, so moving through channels only redraws. A ViT's
+token layers are units too: a unit is a channel over the patch grid (the class token left out).
 
 Example::
 
@@ -24,6 +25,7 @@ import numpy as np
 
 from jaxvis import dataset as ds
 from jaxvis import optvis, render
+from jaxvis.layout import default_spatial_layer, prefix_view, spatial_view, unit_layers
 from jaxvis.optvis import objectives
 from jaxvis.probe import Probe
 from jaxvis.widgets._common import check_probe, fmt, image_png, layer_title
@@ -45,7 +47,9 @@ class UnitExplorer(W.VBox):
     Args:
         probe: a :class:`jaxvis.Probe`.
         dataset: ``(N, H, W, C)`` float images in ``probe.input_range`` (top-k runs over all).
-        layer: the layer to start on (default: the last one with a spatial map).
+        layer: the layer to start on (default: :func:`jaxvis.layout.default_spatial_layer`,
+            a ViT's last block, a CNN's last feature map); token layers are read on their
+            patch grid.
         channel: the channel to start on.
         k: images per unit (9 in the Toolbox).
         fv_steps: feature-visualisation steps per unit (0 switches it off).
@@ -76,16 +80,22 @@ class UnitExplorer(W.VBox):
         if isinstance(fv_steps, bool) or not isinstance(fv_steps, int) or fv_steps < 0:
             raise ValueError(f"fv_steps must be an integer >= 0, got {fv_steps!r}")
         self.k, self.fv_steps, self.batch_size = k, fv_steps, batch_size
-        self.layers = [ly for ly in self.probe.layers if len(ly.shape) in (1, 3)]
+        units = set(unit_layers(self.probe))
+        self.layers = [ly for ly in self.probe.layers if ly.name in units]
         if not self.layers:
-            raise ValueError("the probe has no layer with (H, W, C) or (C,) outputs")
-        spatial = [ly.name for ly in self.layers if len(ly.shape) == 3]
-        start = layer if layer is not None else (spatial or [self.layers[-1].name])[-1]
+            raise ValueError(
+                "the probe has no layer with (H, W, C), (C,) or (T, D) token outputs; its "
+                f"layers: {', '.join(self.probe.layer_names) or 'none (mark them with jv.tap)'}"
+            )
+        start = layer or default_spatial_layer(self.probe) or self.layers[-1].name
         info = self.probe.layer(start)  # unknown names raise with suggestions
-        if len(info.shape) not in (1, 3):
-            raise ValueError(f"layer {start!r} has outputs {info.shape}: need (H, W, C) or (C,)")
-        if not 0 <= channel < info.shape[-1]:
-            raise ValueError(f"channel must be in [0, {info.shape[-1] - 1}], got {channel}")
+        n_channels = self._channels(start)
+        if n_channels is None:
+            raise ValueError(
+                f"layer {start!r} has outputs {info.shape}: need (H, W, C), (C,) or (T, D) tokens"
+            )
+        if not 0 <= channel < n_channels:
+            raise ValueError(f"channel must be in [0, {n_channels - 1}], got {channel}")
         self._topk: dict[str, ds.TopK] = {}
         self._fv: dict[tuple[str, int], np.ndarray] = {}
         self.timings: dict[str, float] = {}
@@ -102,7 +112,7 @@ class UnitExplorer(W.VBox):
         self.channel_slider = W.IntSlider(
             value=channel,
             min=0,
-            max=info.shape[-1] - 1,
+            max=n_channels - 1,
             description="channel",
             continuous_update=False,
             layout=W.Layout(width="340px"),
@@ -148,6 +158,10 @@ class UnitExplorer(W.VBox):
     def layer(self) -> str:
         return self.layer_select.value
 
+    def _channels(self, layer: str) -> int | None:
+        """Units per position of ``layer`` (channels of its spatial view, or of a vector)."""
+        return self.probe.layout(layer).channels
+
     @property
     def channel(self) -> int:
         return int(self.channel_slider.value)
@@ -184,7 +198,7 @@ class UnitExplorer(W.VBox):
             try:
                 if layer is not None:
                     self.layer_select.value = layer
-                    self.channel_slider.max = self.probe.layer(layer).shape[-1] - 1
+                    self.channel_slider.max = self._channels(layer) - 1
                 if channel is not None:
                     self.channel_slider.value = channel
             finally:
@@ -205,14 +219,15 @@ class UnitExplorer(W.VBox):
     def _draw_top(self) -> None:
         res = self.top_k(self.layer)
         c = self.channel
-        lo, hi = self.probe.input_range
+        value_range = self.probe.input_range
         idx = res.indices[c]
         try:
             boxes = ds.patch_boxes(self.probe, res, c)
-        except ValueError:  # no receptive field (explained under the patches): no boxes
+        except Exception:  # noqa: BLE001 - no receptive field (explained under the patches)
             boxes = [None] * len(idx)
         tiles = [
-            _with_box(_to_rgb(self.dataset[i], lo, hi), b) for i, b in zip(idx, boxes, strict=True)
+            _with_box(_to_rgb(self.dataset[i], value_range), b)
+            for i, b in zip(idx, boxes, strict=True)
         ]
         self.top_image.value = render.png_bytes(render.grid(tiles, normalize="none", scale=1))
         self.top_caption.value = _caption(
@@ -221,20 +236,22 @@ class UnitExplorer(W.VBox):
             "scores " + " ".join(fmt(v) for v in res.values[c][:9]),
         )
         try:
-            crops = ds.patches(self.probe, self.dataset, res, c, fill=lo)
-        except ValueError as exc:  # e.g. a resize outside a layer: top images still shown
+            crops = ds.patches(self.probe, self.dataset, res, c, fill=self.probe.input_low)
+            if res.positions is None:
+                what = "whole images (a dense layer sees everything)"
+            else:
+                rf = ds.receptive_field(self.probe, self.layer)
+                what = f"receptive field {rf.size[0]}×{rf.size[1]}, stride {rf.stride[0]}"
+        except Exception as exc:  # noqa: BLE001 - shown in place: top images still shown
             self.patch_image.value = b""
-            self.patch_caption.value = _caption("patches unavailable", str(exc))
+            self.patch_caption.value = _caption(
+                "patches unavailable", f"{type(exc).__name__}: {exc}"
+            )
             return
-        patch_tiles = [_upscaled(_to_rgb(p, lo, hi)) for p in np.asarray(crops)]
+        patch_tiles = [_upscaled(_to_rgb(p, value_range)) for p in np.asarray(crops)]
         self.patch_image.value = render.png_bytes(
             render.grid(patch_tiles, normalize="none", scale=1)
         )
-        if res.positions is None:
-            what = "whole images (a dense layer sees everything)"
-        else:
-            rf = ds.receptive_field(self.probe, self.layer)
-            what = f"receptive field {rf.size[0]}×{rf.size[1]}, stride {rf.stride[0]}"
         self.patch_caption.value = _caption(f"top-{res.k} patches", what)
 
     def _draw_fv(self) -> None:
@@ -253,7 +270,12 @@ class UnitExplorer(W.VBox):
     def _draw_activation(self) -> None:
         i = int(self.image_slider.value)
         x = self.dataset[i]
-        act = np.asarray(self.probe.activations(x[None], self.layer)[self.layer][0])
+        raw = self.probe.activations(x[None], self.layer)[self.layer]
+        layout = self.probe.layout(self.layer)
+        act = np.asarray(spatial_view(raw, layout) if layout.kind == "tokens" else raw)[0]
+        cls = ""
+        if layout.grid is not None and layout.grid.prefix:
+            cls = f"class token {fmt(float(prefix_view(raw, layout)[0, 0, self.channel]))}"
         self.input_image.value = image_png(x, self.probe.input_range, PANEL_PX)
         self.input_caption.value = _caption(f"input #{i}")
         res = self._topk.get(self.layer)
@@ -269,6 +291,7 @@ class UnitExplorer(W.VBox):
             self.act_caption.value = _caption(
                 f"channel {self.channel}: max {fmt(amap.max())} at ({r}, {q})",
                 f"mean {fmt(amap.mean())}",
+                cls,
                 rank,
             )
         else:
@@ -285,7 +308,7 @@ class UnitExplorer(W.VBox):
     def _on_layer(self, change: dict[str, Any]) -> None:
         if self._syncing:
             return
-        n = self.probe.layer(change["new"]).shape[-1]
+        n = self._channels(change["new"])
         self._syncing = True
         try:
             self.channel_slider.value = min(self.channel_slider.value, n - 1)
@@ -353,9 +376,10 @@ def _caption(*lines: str) -> str:
     return f"<div style='font-size:11px;line-height:1.3;color:#333'>{body}</div>"
 
 
-def _to_rgb(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    """uint8 RGB of an image ``(h, w, C)`` in ``[lo, hi]``; other channel counts show ch. 0."""
-    x01 = np.clip((np.asarray(x, np.float32) - lo) / (hi - lo), 0.0, 1.0)
+def _to_rgb(x: np.ndarray, value_range: Any) -> np.ndarray:
+    """uint8 RGB of an image ``(h, w, C)`` in the probe's ``input_range``; other channel counts
+    show ch. 0."""
+    x01 = render.from_range(np.asarray(x, np.float32), value_range, "input_range")
     if x01.shape[-1] != 3:
         x01 = np.repeat(x01[..., :1], 3, axis=-1)
     return render.to_uint8(x01)
