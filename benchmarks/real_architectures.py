@@ -12,6 +12,7 @@ top-k over 16 images, a receptive field, and each widget's construction plus one
     .venv/bin/python benchmarks/real_architectures.py            # all models (~6-9 min)
     .venv/bin/python benchmarks/real_architectures.py --quick    # Equinox CNN + Linen ViT-S/16
     .venv/bin/python benchmarks/real_architectures.py --models resnet50 --tools saliency,ig16
+    .venv/bin/python benchmarks/real_architectures.py --cache    # first calls from the disk cache
 
 Prints a markdown table (pass/fail, seconds of the first / second call) and the machine load
 (``os.getloadavg()``) before and after; failures are listed under the table. A model whose
@@ -33,6 +34,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+# First calls compile from scratch: jaxvis's persistent compilation cache is off unless --cache
+# (then a first call in a second run loads its programs from disk). Set before jaxvis is imported.
+if "--cache" not in sys.argv:
+    os.environ["JAXVIS_COMPILATION_CACHE"] = "0"
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
@@ -297,6 +303,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help=f"only {', '.join(QUICK)}")
     ap.add_argument("--models", default=None, help=f"comma-separated, of {', '.join(MODELS)}")
     ap.add_argument("--tools", default=None, help="comma-separated tool keys (default: all)")
+    ap.add_argument("--cache", action="store_true",
+                    help="keep jaxvis's compilation cache on (first calls may load)")  # fmt: skip
     ap.add_argument("--budget", type=float, default=120.0,
                     help="seconds of tool time per model before the rest is skipped")  # fmt: skip
     args = ap.parse_args(argv)
@@ -342,7 +350,8 @@ def main(argv: list[str] | None = None) -> int:
         f"\nMachine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
         f"jax {jax.__version__} on {jax.default_backend()}; load average (1, 5, 15 min) "
         f"{load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f} at the start, "
-        f"{load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f} at the end; {total:.0f} s in all."
+        f"{load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f} at the end; {total:.0f} s in all; "
+        f"persistent compilation cache {'on' if jax.config.jax_compilation_cache_dir else 'off'}."
     )
     return 0
 
