@@ -9,7 +9,7 @@ Tools: layer discovery, activations of every layer, saliency, integrated gradien
 SmoothGrad (8 samples), Grad-CAM, attention rollout (ViTs), feature visualisation (16 steps),
 top-k over 16 images, a receptive field, and each widget's construction plus one update.
 
-    .venv/bin/python benchmarks/real_architectures.py            # all models (~6-9 min)
+    .venv/bin/python benchmarks/real_architectures.py            # all models (4-9 min)
     .venv/bin/python benchmarks/real_architectures.py --quick    # Equinox CNN + Linen ViT-S/16
     .venv/bin/python benchmarks/real_architectures.py --models resnet50 --tools saliency,ig16
     .venv/bin/python benchmarks/real_architectures.py --cache    # first calls from the disk cache
@@ -305,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tools", default=None, help="comma-separated tool keys (default: all)")
     ap.add_argument("--cache", action="store_true",
                     help="keep jaxvis's compilation cache on (first calls may load)")  # fmt: skip
-    ap.add_argument("--budget", type=float, default=120.0,
+    ap.add_argument("--budget", type=float, default=90.0,
                     help="seconds of tool time per model before the rest is skipped")  # fmt: skip
     args = ap.parse_args(argv)
     models = list(QUICK if args.quick else MODELS)
