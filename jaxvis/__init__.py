@@ -5,22 +5,45 @@ Example::
     import jaxvis as jv
     demo = jv.zoo.load("mnist_cnn")
     jv.widgets.LayerExplorer(demo.probe, demo.x_test[:10])
+
+Importing changes no ``jax.config`` value and compiles nothing. jaxvis's own compiled programs
+(never the user's ``jax.jit`` ones) are kept in a bounded persistent store from jaxvis's first
+compile: see :func:`enable_compilation_cache` (``JAXVIS_COMPILATION_CACHE=0`` turns it off).
 """
 
 from importlib import import_module
 from typing import Any
 
-from jaxvis._compile_cache import compilation_cache_dir
-from jaxvis._compile_cache import setup as _setup_compilation_cache
+from jaxvis._compile_cache import (
+    compilation_cache_dir,
+    disable_compilation_cache,
+    enable_compilation_cache,
+)
 from jaxvis.probe import Layer, Probe, tap
 
-_LAZY_SUBPACKAGES = ("attribution", "dataset", "optvis", "render", "training", "widgets", "zoo")
+_LAZY_SUBPACKAGES = (
+    "attribution",
+    "concepts",
+    "dataset",
+    "optvis",
+    "render",
+    "training",
+    "widgets",
+    "zoo",
+)
 _LAZY_NAMES = {"Recorder": "training", "Recording": "training"}
 
-__all__ = ["Layer", "Probe", "compilation_cache_dir", "tap", *_LAZY_NAMES, *_LAZY_SUBPACKAGES]
+__all__ = [
+    "Layer",
+    "Probe",
+    "compilation_cache_dir",
+    "disable_compilation_cache",
+    "enable_compilation_cache",
+    "tap",
+    *_LAZY_NAMES,
+    *_LAZY_SUBPACKAGES,
+]
 __version__ = "0.1.0"
-
-_setup_compilation_cache()  # JAXVIS_COMPILATION_CACHE=0 turns it off (see _compile_cache)
 
 
 def __getattr__(name: str) -> Any:

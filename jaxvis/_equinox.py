@@ -134,6 +134,20 @@ def equinox_parts(
     return run, params, module_params
 
 
+def parameter_layout(
+    model: eqx.Module,
+) -> tuple[list[tuple[tuple[str, ...], tuple[int, ...]]], set[tuple[str, ...]]]:
+    """``(leaves, modules)``: each float array's path and shape, and every submodule's path
+    (the root is ``()``), for counting each module's own parameters."""
+    arrays, _ = eqx.partition(model, eqx.is_inexact_array)
+    leaves = [
+        (tuple(_name("", path).split(".")), tuple(np.shape(leaf)))
+        for path, leaf in jax.tree_util.tree_leaves_with_path(arrays)
+    ]
+    modules = {(), *(tuple(path.split(".")) for path, _ in _submodules(model, ""))}
+    return leaves, modules
+
+
 def _children(module: eqx.Module) -> list[tuple[Any, Any]]:
     leaves, _ = jax.tree_util.tree_flatten_with_path(module, is_leaf=_is_child(module))
     return leaves

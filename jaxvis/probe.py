@@ -439,9 +439,14 @@ def _make_adapter(
         _check_linen_variables(variables)
         adapter = _linen_adapter(model, variables, call_kwargs)
     elif is_eqx:
-        from jaxvis._equinox import equinox_parts
+        from jaxvis._equinox import equinox_parts, parameter_layout
 
-        adapter = _Adapter("equinox", *equinox_parts(model, variables, call_kwargs, channels_last))
+        leaves, modules = parameter_layout(model)
+        adapter = _Adapter(
+            "equinox",
+            *equinox_parts(model, variables, call_kwargs, channels_last),
+            owned_params=_owned_by_module(leaves, modules),
+        )
     elif callable(model):
         adapter = _function_adapter(model, variables, call_kwargs)
     else:

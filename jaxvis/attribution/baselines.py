@@ -24,17 +24,22 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxvis._xla import jit
+
 __all__ = ["blur", "describe", "make_baselines"]
 
 NAMED = ("black", "white", "zero", "uniform", "blur")
 
 
-def make_baselines(probe: Any, x: jax.Array, baseline: Any = "black", seed: int = 0) -> jax.Array:
-    """All baselines for the batch ``x`` as one float32 array ``(K, N, H, W, C)``."""
+def make_baselines(probe: Any, x: jax.Array, baseline: Any = "black", seed: int = 0) -> np.ndarray:
+    """All baselines for the batch ``x`` as one float32 array ``(K, N, H, W, C)``.
+
+    Built on the host (constants with numpy), so nothing compiles outside jaxvis's own
+    programs (which the compilation cache keeps)."""
     specs = list(baseline) if isinstance(baseline, list) else [baseline]
     if not specs:
         raise ValueError("baseline is an empty list: give at least one baseline")
-    return jnp.stack([_one(probe, x, spec, seed + i) for i, spec in enumerate(specs)])
+    return np.stack([np.asarray(_one(probe, x, spec, seed + i)) for i, spec in enumerate(specs)])
 
 
 def describe(baseline: Any) -> str:
@@ -56,11 +61,11 @@ def _one(probe: Any, x: jax.Array, spec: Any, seed: int) -> jax.Array:
         raise ValueError(f"baseline tuple must be ('blur', sigma > 0), got {spec!r}")
     if isinstance(spec, str):
         if spec == "black":
-            return jnp.broadcast_to(jnp.asarray(lo, jnp.float32), x.shape)
+            return np.broadcast_to(np.asarray(lo, np.float32), x.shape)
         if spec == "white":
-            return jnp.broadcast_to(jnp.asarray(hi, jnp.float32), x.shape)
+            return np.broadcast_to(np.asarray(hi, np.float32), x.shape)
         if spec == "zero":
-            return jnp.zeros(x.shape, jnp.float32)
+            return np.zeros(x.shape, np.float32)
         if spec == "uniform":
             with jax.threefry_partitionable(False):  # as every jaxvis draw (see _rng)
                 return jax.random.uniform(jax.random.key(seed), x.shape, jnp.float32, lo, hi)
@@ -71,7 +76,7 @@ def _one(probe: Any, x: jax.Array, spec: Any, seed: int) -> jax.Array:
             "('blur', sigma), an array or a list of these"
         )
     if _is_number(spec):
-        return jnp.full(x.shape, float(spec), jnp.float32)
+        return np.full(x.shape, float(spec), np.float32)
     if hasattr(spec, "shape"):
         arr = np.asarray(spec)
         if not np.issubdtype(arr.dtype, np.floating):
@@ -87,7 +92,7 @@ def _one(probe: Any, x: jax.Array, spec: Any, seed: int) -> jax.Array:
             )
         if not np.all(np.isfinite(arr)):
             raise ValueError("baseline array contains NaN or inf values")
-        return jnp.asarray(arr, jnp.float32)
+        return arr.astype(np.float32)
     raise TypeError(
         f"baseline must be a name, a number, an array or a list, got {type(spec).__name__}"
     )
@@ -97,7 +102,7 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool)
 
 
-@jax.jit
+@jit
 def _blur(x: jax.Array, sigma: jax.Array) -> jax.Array:
     def along(img: jax.Array, axis: int) -> jax.Array:
         size = img.shape[axis]

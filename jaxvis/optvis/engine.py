@@ -264,11 +264,11 @@ def _compiled(
 
 
 def _compile_in_background(fn: Callable, *args: Any) -> threading.Thread:
-    """Trace ``fn`` for ``args`` here and compile it on a daemon thread (XLA compiles without
-    the GIL); a later ``fn(*args)`` reuses the result once the thread is joined. On 2 cores
-    this hides the ~0.2 s compile of ``finish`` behind the loop's compile."""
-    lowered = fn.lower(*args)
-    thread = threading.Thread(target=lowered.compile, name="jaxvis-compile", daemon=True)
+    """Trace ``fn`` for ``args`` here and compile it (or load it from jaxvis's store) on a daemon
+    thread (XLA compiles without the GIL); a later ``fn(*args)`` reuses the result once the
+    thread is joined. On 2 cores this hides the ~0.2 s compile of ``finish`` behind the loop's
+    compile."""
+    thread = threading.Thread(target=fn.prepare(*args), name="jaxvis-compile", daemon=True)
     thread.start()
     return thread
 

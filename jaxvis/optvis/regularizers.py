@@ -25,6 +25,7 @@ Example::
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -71,7 +72,7 @@ class Regularizers:
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
             v = float(value)
-            if not jnp.isfinite(v) or v < 0:
+            if not math.isfinite(v) or v < 0:
                 raise ValueError(f"regularizer {name} must be a finite number >= 0, got {value!r}")
         for name in ("norm_pct", "contrib_pct"):
             if getattr(self, name) > 100:

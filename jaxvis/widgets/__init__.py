@@ -30,6 +30,7 @@ from jaxvis.widgets._errors import ErrorBox
 from jaxvis.widgets.attention import AttentionExplorer
 from jaxvis.widgets.attribution import Attribution
 from jaxvis.widgets.channel_grid import ChannelGrid, GridSpec, LayerGrids
+from jaxvis.widgets.concepts import ConceptExplorer
 from jaxvis.widgets.feature_vis import FeatureVis
 from jaxvis.widgets.filters import FilterGrid
 from jaxvis.widgets.histograms import WeightHistograms
@@ -42,6 +43,7 @@ __all__ = [
     "AttentionExplorer",
     "Attribution",
     "ChannelGrid",
+    "ConceptExplorer",
     "ErrorBox",
     "FeatureVis",
     "FilterGrid",
