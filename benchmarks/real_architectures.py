@@ -351,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
         f"jax {jax.__version__} on {jax.default_backend()}; load average (1, 5, 15 min) "
         f"{load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f} at the start, "
         f"{load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f} at the end; {total:.0f} s in all; "
-        f"persistent compilation cache {'on' if jax.config.jax_compilation_cache_dir else 'off'}."
+        f"jaxvis's compilation cache {jv.compilation_cache_dir() or 'off'}."
     )
     return 0
 
