@@ -200,23 +200,32 @@ def compiled_sums(
 
     def make_init() -> Callable:
         _, make_points, _ = build()
-        return lambda *args: _init(make_points(*args))
+
+        def init(*args: Any) -> tuple[Sums, jax.Array]:
+            pts = make_points(*args)
+            return _init(pts), pts.weight
+
+        return init
 
     step = cached_jit(probe, (key, plan, "chunk"), make_chunk, draws, donate_argnums=(1,))
     last = cached_jit(probe, (key, plan, "finish"), make_finish)
-    init = cached_jit(probe, (key, plan, "init"), make_init)
+    shapes: dict[Hashable, Any] = {}
 
-    def run(params: Any, *args: Any, total: int) -> Any:
-        carry = init(*args)
-        compiling = None
-        if not getattr(last, "_jaxvis_compiled", False):
-            compiling = _compile_in_background(last, params, carry, *args)
-        for start in range(0, total, plan.chunk):
+    def run(params: Any, *args: Any, total: int | None = None) -> Any:
+        leaves, tree = jax.tree_util.tree_flatten(args)
+        sig = (tree, tuple((np.shape(a), str(getattr(a, "dtype", type(a)))) for a in leaves))
+        fresh = sig not in shapes
+        if fresh:  # shapes only: the accumulators start as zeros, nothing compiles
+            shapes[sig] = jax.eval_shape(make_init(), *args)
+        zeros, weight = shapes[sig]
+        carry = tuple(jax.device_put(np.zeros(z.shape, z.dtype)) for z in zeros)
+        n_points = int(weight.shape[0]) * int(zeros[0].shape[1])
+        compiling = _compile_in_background(last, params, carry, *args) if fresh else None
+        for start in range(0, n_points, plan.chunk):
             ids = np.arange(start, start + plan.chunk, dtype=np.int32)
             carry = step(params, carry, ids, *args)
         if compiling is not None:
             compiling.join()
-            last._jaxvis_compiled = True
         return last(params, carry, *args)
 
     return run

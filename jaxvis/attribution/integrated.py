@@ -86,7 +86,7 @@ def integrated_gradients(
         probe,
         ("ig", tgt.static_key, n_base),
         "integrated_gradients",
-        lambda: _ig_parts(probe, tgt, n_base),
+        lambda: _ig_parts(probe, tgt, n_base, plan.mode == "python"),
         plan,
     )
     params = probe.params if params is None else params
@@ -117,7 +117,11 @@ def integrated_gradients(
     )
 
 
-def _ig_parts(probe: Any, tgt: _checks.Target, n_base: int) -> tuple:
+def _ig_parts(probe: Any, tgt: _checks.Target, n_base: int, end_points: bool = False) -> tuple:
+    """``(score, make_points, finish)`` of IG. With ``end_points`` (the Python loop), the scores
+    ``f(x)`` and ``f(baseline)`` come from extra points of the loop itself (groups ``n_base``
+    and ``n_base + 1``), so that the last step is elementwise and compiles in no time; else
+    the last step runs the model on ``x`` and the baselines."""
     score = _checks.score_fn(probe, tgt)
 
     def make_points(
@@ -125,21 +129,37 @@ def _ig_parts(probe: Any, tgt: _checks.Target, n_base: int) -> tuple:
     ) -> Points:
         n, steps = x.shape[0], alphas.shape[0]
 
+        n_path = n_base * steps
+
         def point(m: jax.Array, e: jax.Array) -> jax.Array:
             k, s = m // steps, m % steps
-            b = base[k, e]
+            b = base[jnp.minimum(k, n_base - 1), e]
             a = alphas[s].reshape(-1, 1, 1, 1)
-            return b + a * (x[e] - b)
+            on_path = b + a * (x[e] - b)
+            if not end_points:
+                return on_path
+            rest = m - n_path  # 0: x itself, 1 + k: baseline k
+            end = jnp.where((rest == 0).reshape(-1, 1, 1, 1), x[e], base[jnp.clip(rest - 1, 0), e])
+            return jnp.where((m < n_path).reshape(-1, 1, 1, 1), on_path, end)
 
         sample_weight = jnp.tile(weights, n_base)
         group = jnp.repeat(jnp.arange(n_base), steps)
-        return Points(index, point, sample_weight, group, n_base, n, tuple(x.shape[1:]))
+        n_groups = n_base
+        if end_points:
+            sample_weight = jnp.concatenate(
+                [sample_weight, jnp.ones((1,)), jnp.full((n_base,), 1.0 / n_base)]
+            )
+            group = jnp.concatenate(
+                [group, jnp.full((1,), n_base), jnp.full((n_base,), n_base + 1)]
+            )
+            n_groups = n_base + 2
+        return Points(index, point, sample_weight, group, n_groups, n, tuple(x.shape[1:]))
 
     def finish(
         params: Any,
         sums: jax.Array,
         _sq: jax.Array,
-        _scores: jax.Array,
+        scores: jax.Array,
         x: jax.Array,
         base: jax.Array,
         index: jax.Array,
@@ -147,13 +167,16 @@ def _ig_parts(probe: Any, tgt: _checks.Target, n_base: int) -> tuple:
         weights: jax.Array,
     ) -> tuple:
         n = x.shape[0]
-        values = jnp.mean((x[None] - base) * sums, axis=0)
-        f_x = score(params, x, index)
-        f_b = (
-            score(params, base.reshape(-1, *x.shape[1:]), jnp.tile(index, n_base))
-            .reshape(n_base, n)
-            .mean(0)
-        )
+        values = jnp.mean((x[None] - base) * sums[:n_base], axis=0)
+        if end_points:
+            f_x, f_b = scores[n_base], scores[n_base + 1]
+        else:
+            f_x = score(params, x, index)
+            f_b = (
+                score(params, base.reshape(-1, *x.shape[1:]), jnp.tile(index, n_base))
+                .reshape(n_base, n)
+                .mean(0)
+            )
         delta = values.reshape(n, -1).sum(-1) - (f_x - f_b)
         return values, delta, f_x, f_b
 
