@@ -39,6 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.custom_derivatives import SymbolicZero
 
 __all__ = ["active", "conv_general_dilated", "fast_convolutions", "max_pool"]
 
@@ -119,12 +120,23 @@ def _conv(static: tuple, lhs: jax.Array, rhs: jax.Array) -> jax.Array:
     return _plain(static, lhs, rhs)
 
 
-def _conv_fwd(static: tuple, lhs: jax.Array, rhs: jax.Array) -> tuple[jax.Array, tuple]:
-    return _plain(static, lhs, rhs), (lhs, rhs)
+def _conv_fwd(static: tuple, lhs: Any, rhs: Any) -> tuple[jax.Array, tuple]:
+    # symbolic zeros: ``lhs``/``rhs`` are ``CustomVJPPrimal``s that say whether a gradient is
+    # wanted; the answer travels to the backward pass in the residuals' (static) structure
+    wants = (() if lhs.perturbed else None, () if rhs.perturbed else None)
+    return _plain(static, lhs.value, rhs.value), (lhs.value, rhs.value, wants)
 
 
-def _conv_bwd(static: tuple, res: tuple, g: jax.Array) -> tuple[jax.Array, jax.Array]:
-    lhs, rhs = res
+def _conv_bwd(static: tuple, res: tuple, g: Any) -> tuple[Any, Any]:
+    lhs, rhs, (want_lhs, want_rhs) = res
+    if isinstance(g, SymbolicZero):
+        return None, None
+    g_rhs = None
+    if want_rhs is not None:  # the kernel gradient: XLA's own rule (not needed for pixels)
+        _, pull = jax.vjp(lambda r: _plain(static, lhs, r), rhs)
+        (g_rhs,) = pull(g)
+    if want_lhs is None:
+        return None, g_rhs
     strides, pads, lhs_dilation, rhs_dilation, dn, precision, pet = static
     lhs_spec, rhs_spec, out_spec = dn
     nd = len(strides)
@@ -154,9 +166,7 @@ def _conv_bwd(static: tuple, res: tuple, g: jax.Array) -> tuple[jax.Array, jax.A
         t_pads.append((int(before), int(after)))
     if _use_taps(k, lhs_dilation, lhs_spec, out_spec):
         g_lhs = _input_grad_by_taps(g.astype(k.dtype), k, strides, pads, rhs_dilation, in_sp, dn)
-        g_lhs = g_lhs.astype(lhs.dtype)
-        _, pull = jax.vjp(lambda r: _plain(static, lhs, r), rhs)
-        return g_lhs, pull(g)[0]
+        return g_lhs.astype(lhs.dtype), g_rhs
     g_lhs = lax.conv_general_dilated(
         g.astype(k.dtype),
         k,
@@ -167,13 +177,10 @@ def _conv_bwd(static: tuple, res: tuple, g: jax.Array) -> tuple[jax.Array, jax.A
         dimension_numbers=lax.ConvDimensionNumbers(out_spec, t_rhs_spec, lhs_spec),
         precision=precision,
     ).astype(lhs.dtype)
-    # kernel gradient: XLA's own rule (dead code when only the input gradient is used)
-    _, pull = jax.vjp(lambda r: _plain(static, lhs, r), rhs)
-    (g_rhs,) = pull(g)
     return g_lhs, g_rhs
 
 
-_conv.defvjp(_conv_fwd, _conv_bwd)
+_conv.defvjp(_conv_fwd, _conv_bwd, symbolic_zeros=True)
 
 
 #: Input gradients with at most this many features (RGB or grey images: the first layer) are
@@ -323,6 +330,8 @@ _max_pool.defvjp(_max_pool_fwd, _max_pool_bwd)
 # other threads, or outside the block, traces exactly as without jaxvis.
 
 _ACTIVE: contextvars.ContextVar[bool] = contextvars.ContextVar("jaxvis_fast_conv", default=False)
+#: whether convolutions (not only pooling) take the fast path in this context
+_CONV: contextvars.ContextVar[bool] = contextvars.ContextVar("jaxvis_fast_conv_conv", default=True)
 _LOCK = threading.RLock()
 _DEPTH = 0
 _SAVED: dict[tuple[Any, str], Any] = {}
@@ -334,13 +343,15 @@ def active() -> bool:
 
 
 @contextlib.contextmanager
-def fast_convolutions() -> Iterator[None]:
+def fast_convolutions(convolutions: bool = True) -> Iterator[None]:
     """Within the block, convolutions of ``flax.linen.Conv`` and ``flax.nnx.Conv`` (built with
     the default convolution) use :func:`conv_general_dilated`, and Flax's functional
     ``max_pool`` (``nn.max_pool``, ``nnx.max_pool``) uses :func:`max_pool`.
 
     Values are unchanged; only the traced backward pass differs. Re-entrant, and scoped to
     the calling thread/context: another thread tracing at the same time is unaffected.
+    ``convolutions=False`` keeps the plain convolutions (only pooling changes): outside a
+    loop XLA runs them on its fast path anyway, and they compile faster.
     """
     from flax import linen as nn
 
@@ -350,10 +361,12 @@ def fast_convolutions() -> Iterator[None]:
             _patch()
         _DEPTH += 1
     token = _ACTIVE.set(True)
+    conv_token = _CONV.set(bool(convolutions))
     try:
         with nn.intercept_methods(_linen_interceptor):
             yield
     finally:
+        _CONV.reset(conv_token)
         _ACTIVE.reset(token)
         with _LOCK:
             _DEPTH -= 1
@@ -367,7 +380,7 @@ def _linen_interceptor(next_fun: Any, args: tuple, kwargs: dict, context: Any) -
 
     module = context.module
     if (
-        not _ACTIVE.get()
+        not (_ACTIVE.get() and _CONV.get())
         or context.method_name != "__call__"
         or not isinstance(module, nn.Conv)
         or module.conv_general_dilated is not None
@@ -391,7 +404,7 @@ def _patch() -> None:
 
     def nnx_wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
         if (
-            not _ACTIVE.get()
+            not (_ACTIVE.get() and _CONV.get())
             or self.__dict__.get("conv_general_dilated") is not lax.conv_general_dilated
         ):
             return nnx_call(self, *args, **kwargs)

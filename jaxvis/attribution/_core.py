@@ -10,10 +10,12 @@ from call to call, the method's last step compiled on another thread meanwhile) 
 ``lax.scan`` over the chunks (``"scan"``). Chunking only changes the order of float additions,
 never which points are evaluated; ``"python"`` and ``"scan"`` add in the same order.
 
-Every kernel is traced under :func:`jaxvis.fast_conv.fast_convolutions`: same values, but the
-NNX convolutions' input gradients stay on XLA:CPU's fast path inside the ``lax.scan`` (without
-it, IG of 16 images x 50 steps took 2.2 s on ``shapes_cnn`` instead of 0.32 s, and 0.16 s
-instead of 0.11 s on ``mnist_cnn``, on 2 cores; see DESIGN.md, "XLA on the CPU").
+Every kernel is traced under :func:`jaxvis.fast_conv.fast_convolutions`: same values, but
+max pooling's gradient avoids select-and-scatter, and inside a ``lax.scan`` the convolutions'
+input gradients (NNX and Linen) stay on XLA:CPU's fast path (without it, IG of 16 images x 50
+steps took 2.2 s on ``shapes_cnn`` instead of 0.32 s, and 0.16 s instead of 0.11 s on
+``mnist_cnn``, on 2 cores; see DESIGN.md, "XLA on the CPU"). Programs without a loop keep XLA's
+own convolution gradients, which are as fast there and compile faster.
 
 Every jitted function is cached per probe and per static setting; shapes are the only other
 thing that compiles, so targets, alphas, baselines, noise level and seed are traced values.
@@ -64,19 +66,22 @@ def cached_jit(
     key: Hashable,
     build: Callable[[], Callable],
     draws: bool = False,
+    convolutions: bool = True,
     **jit_kwargs: Any,
 ) -> Callable:
     """``jit(build())`` (:func:`jaxvis._xla.jit`), built once per probe and ``key``, traced under
     ``fast_convolutions()`` (the choice of convolution is made when the function is traced).
     With ``draws`` (a function drawing random numbers, as SmoothGrad's noise) it runs under
-    :func:`jaxvis._rng.fast_draws`, which compiles them quickly but costs ~0.2 ms per call."""
+    :func:`jaxvis._rng.fast_draws`, which compiles them quickly but costs ~0.2 ms per call.
+    ``convolutions=False`` keeps XLA's own convolution gradients (only pooling changes): the
+    custom VJP matters inside loops only, and a program without it compiles faster."""
     table = _CACHE.setdefault(probe, {})
     if key not in table:
         fn = build()
 
         @functools.wraps(fn)
         def traced(*args: Any, **kwargs: Any) -> Any:
-            with fast_convolutions():
+            with fast_convolutions(convolutions):
                 return fn(*args, **kwargs)
 
         compiled = jit(traced, **jit_kwargs)
@@ -182,7 +187,7 @@ def compiled_sums(
 
             return kernel
 
-        kernel = cached_jit(probe, (key, plan), make, draws)
+        kernel = cached_jit(probe, (key, plan), make, draws, plan.mode == "scan")
         return lambda params, *args, total: kernel(params, *args)
 
     def make_chunk() -> Callable:
@@ -207,8 +212,8 @@ def compiled_sums(
 
         return init
 
-    step = cached_jit(probe, (key, plan, "chunk"), make_chunk, draws, donate_argnums=(1,))
-    last = cached_jit(probe, (key, plan, "finish"), make_finish)
+    step = cached_jit(probe, (key, plan, "chunk"), make_chunk, draws, False, donate_argnums=(1,))
+    last = cached_jit(probe, (key, plan, "finish"), make_finish, False, False)
     shapes: dict[Hashable, Any] = {}
 
     def run(params: Any, *args: Any, total: int | None = None) -> Any:
@@ -234,7 +239,7 @@ def compiled_sums(
 def _compile_in_background(fn: Callable, *args: Any) -> threading.Thread:
     """Trace ``fn`` for ``args`` here (under the fast convolutions) and compile it on a daemon
     thread (XLA compiles without the GIL) while the loop compiles and runs."""
-    with fast_convolutions():
+    with fast_convolutions(False):
         lowered = fn.lower(*args)
     thread = threading.Thread(target=lowered.compile, name="jaxvis-compile", daemon=True)
     thread.start()
