@@ -7,7 +7,8 @@ input gradients of the two frameworks are compared. Then, interleaved (jaxvis, p
 PyTorch, jaxvis, ...), the median of the repeats of:
 
 * saliency, batch 1: ``jv.attribution.saliency`` / a jitted ``jax.grad`` / Captum ``Saliency``;
-* IG, 50 Gauss-Legendre nodes, batch 1 and 16: ``integrated_gradients`` / a Python loop over a
+* IG, 50 Gauss-Legendre nodes from a zero baseline (Captum's default), batch 1 and 16:
+  ``integrated_gradients`` / a Python loop over a
   jitted ``jax.grad`` of chunks of the same size as jaxvis's (the plain JAX a user would
   write) / Captum's ``IntegratedGradients`` (``internal_batch_size`` = the same chunk);
 * SmoothGrad, 16 samples, batch 1: ``smoothgrad`` / the same plain loop over noisy copies /
@@ -127,7 +128,10 @@ class Work:
         block(jv.attribution.saliency(self.probe, self.x1, TARGET).values)
 
     def jv_ig(self, x: np.ndarray, steps: int = IG_STEPS) -> None:
-        block(jv.attribution.integrated_gradients(self.probe, x, TARGET, steps=steps).values)
+        res = jv.attribution.integrated_gradients(
+            self.probe, x, TARGET, baseline="zero", steps=steps
+        )  # Captum's default baseline, and the plain loop's
+        block(res.values)
 
     def jv_sg(self) -> None:
         res = jv.attribution.smoothgrad(
@@ -287,7 +291,8 @@ def agreement(w: Work) -> str:
         .numpy()
         .transpose(0, 2, 3, 1)
     )
-    ig_j = np.asarray(jv.attribution.integrated_gradients(w.probe, x, TARGET, steps=8).values)
+    ig_j = jv.attribution.integrated_gradients(w.probe, x, TARGET, baseline="zero", steps=8)
+    ig_j = np.asarray(ig_j.values)
 
     def rel(a: np.ndarray, b: np.ndarray) -> float:
         return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-30))
