@@ -212,3 +212,26 @@ def test_another_thread_tracing_during_the_block_is_unaffected() -> None:
     thread.join()
     assert "custom_vjp_call" not in seen["linen"] and "custom_vjp_call" not in seen["nnx"]
     assert mine.count("custom_vjp_call") == 3
+
+
+def test_gradient_of_one_argument_only_agrees_with_lax() -> None:
+    """The custom VJP computes only the gradients asked for (symbolic zeros)."""
+    case = CASES[0]
+    x = jax.random.normal(jax.random.key(6), (2, 13, 11, 5))
+    k = jax.random.normal(jax.random.key(7), (3, 3, 5, 7))
+    plain, fast = _loss(lax.conv_general_dilated, case), _loss(fast_conv.conv_general_dilated, case)
+    for arg in (0, 1):
+        want = jax.jit(jax.grad(plain, arg))(x, k)
+        got = jax.jit(jax.grad(fast, arg))(x, k)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * float(jnp.max(jnp.abs(want))))
+    # only the input gradient: no kernel-gradient convolution is traced
+    only_x = str(jax.make_jaxpr(jax.grad(fast, 0))(x, k))
+    both = str(jax.make_jaxpr(jax.grad(fast, (0, 1)))(x, k))
+    assert only_x.count("conv_general_dilated") < both.count("conv_general_dilated")
+
+
+def test_pooling_only_keeps_the_plain_convolutions() -> None:
+    net, variables, x = _linen_net()
+    with fast_conv.fast_convolutions(convolutions=False):
+        jaxpr = str(jax.make_jaxpr(lambda v: net.apply(variables, v))(x))
+    assert jaxpr.count("custom_vjp_call") == 1  # the pool
