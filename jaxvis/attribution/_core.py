@@ -40,7 +40,7 @@ from jaxvis._rng import fast_draws
 from jaxvis._xla import jit
 from jaxvis.fast_conv import fast_convolutions
 
-_CACHE: weakref.WeakKeyDictionary[Any, dict[Hashable, Callable]] = weakref.WeakKeyDictionary()
+_CACHE: weakref.WeakKeyDictionary[Any, dict[Hashable, Any]] = weakref.WeakKeyDictionary()
 _TRACES: collections.Counter[str] = collections.Counter()
 
 Score = Callable[[Any, jax.Array, jax.Array], jax.Array]
@@ -214,7 +214,8 @@ def compiled_sums(
 
     step = cached_jit(probe, (key, plan, "chunk"), make_chunk, draws, False, donate_argnums=(1,))
     last = cached_jit(probe, (key, plan, "finish"), make_finish, False, False)
-    shapes: dict[Hashable, Any] = {}
+    # per probe and key (this function runs on every call): argument shapes seen
+    shapes = _CACHE.setdefault(probe, {}).setdefault((key, plan, "shapes"), {})
 
     def run(params: Any, *args: Any, total: int | None = None) -> Any:
         leaves, tree = jax.tree_util.tree_flatten(args)
