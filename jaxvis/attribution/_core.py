@@ -238,10 +238,11 @@ def compiled_sums(
 
 
 def _compile_in_background(fn: Callable, *args: Any) -> threading.Thread:
-    """Trace ``fn`` for ``args`` here (under the fast convolutions) and compile it on a daemon
-    thread (XLA compiles without the GIL) while the loop compiles and runs."""
-    with fast_convolutions(False):
-        lowered = fn.lower(*args)
-    thread = threading.Thread(target=lowered.compile, name="jaxvis-compile", daemon=True)
+    """Trace ``fn`` for ``args`` here and compile it on a daemon thread (XLA compiles without
+    the GIL) while the loop compiles and runs; the later call with these arguments reuses it
+    (through ``fn.prepare`` where :func:`jaxvis._xla.jit` has it)."""
+    prepare = getattr(fn, "prepare", None)
+    target = prepare(*args) if prepare is not None else fn.lower(*args).compile
+    thread = threading.Thread(target=target, name="jaxvis-compile", daemon=True)
     thread.start()
     return thread
