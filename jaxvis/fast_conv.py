@@ -8,9 +8,12 @@ machine (see DESIGN.md, "XLA on the CPU"). :func:`conv_general_dilated` computes
 values with a custom VJP whose backward pass materialises the flipped, swapped kernel in the
 standard ``HWIO`` layout behind ``lax.optimization_barrier``, so XLA cannot fold it back.
 
-:func:`fast_convolutions` makes every ``flax.nnx.Conv`` whose
-convolution is the default ``lax.conv_general_dilated`` use it while the block runs (a trace
-is enough: the choice is baked into the traced function).
+:func:`fast_convolutions` makes every ``flax.linen.Conv`` and ``flax.nnx.Conv`` whose
+convolution is the default ``lax.conv_general_dilated`` use it while the block runs, and
+Flax's functional ``max_pool`` use :func:`max_pool` (an exact, fast gradient instead of
+select-and-scatter). A trace is enough: the choice is baked into the traced function. The
+block is scoped to the thread (context) that entered it; the user's own code elsewhere traces
+as without jaxvis. Equinox's ``eqx.nn.Conv`` calls ``jax.lax`` directly and is not covered.
 
 Example::
 
@@ -26,6 +29,7 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import threading
 from collections.abc import Iterator, Sequence
@@ -35,8 +39,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.custom_derivatives import SymbolicZero
 
-__all__ = ["conv_general_dilated", "fast_convolutions"]
+__all__ = ["active", "conv_general_dilated", "fast_convolutions", "max_pool"]
 
 
 def conv_general_dilated(
@@ -115,12 +120,23 @@ def _conv(static: tuple, lhs: jax.Array, rhs: jax.Array) -> jax.Array:
     return _plain(static, lhs, rhs)
 
 
-def _conv_fwd(static: tuple, lhs: jax.Array, rhs: jax.Array) -> tuple[jax.Array, tuple]:
-    return _plain(static, lhs, rhs), (lhs, rhs)
+def _conv_fwd(static: tuple, lhs: Any, rhs: Any) -> tuple[jax.Array, tuple]:
+    # symbolic zeros: ``lhs``/``rhs`` are ``CustomVJPPrimal``s that say whether a gradient is
+    # wanted; the answer travels to the backward pass in the residuals' (static) structure
+    wants = (() if lhs.perturbed else None, () if rhs.perturbed else None)
+    return _plain(static, lhs.value, rhs.value), (lhs.value, rhs.value, wants)
 
 
-def _conv_bwd(static: tuple, res: tuple, g: jax.Array) -> tuple[jax.Array, jax.Array]:
-    lhs, rhs = res
+def _conv_bwd(static: tuple, res: tuple, g: Any) -> tuple[Any, Any]:
+    lhs, rhs, (want_lhs, want_rhs) = res
+    if isinstance(g, SymbolicZero):
+        return None, None
+    g_rhs = None
+    if want_rhs is not None:  # the kernel gradient: XLA's own rule (not needed for pixels)
+        _, pull = jax.vjp(lambda r: _plain(static, lhs, r), rhs)
+        (g_rhs,) = pull(g)
+    if want_lhs is None:
+        return None, g_rhs
     strides, pads, lhs_dilation, rhs_dilation, dn, precision, pet = static
     lhs_spec, rhs_spec, out_spec = dn
     nd = len(strides)
@@ -150,9 +166,7 @@ def _conv_bwd(static: tuple, res: tuple, g: jax.Array) -> tuple[jax.Array, jax.A
         t_pads.append((int(before), int(after)))
     if _use_taps(k, lhs_dilation, lhs_spec, out_spec):
         g_lhs = _input_grad_by_taps(g.astype(k.dtype), k, strides, pads, rhs_dilation, in_sp, dn)
-        g_lhs = g_lhs.astype(lhs.dtype)
-        _, pull = jax.vjp(lambda r: _plain(static, lhs, r), rhs)
-        return g_lhs, pull(g)[0]
+        return g_lhs.astype(lhs.dtype), g_rhs
     g_lhs = lax.conv_general_dilated(
         g.astype(k.dtype),
         k,
@@ -163,13 +177,10 @@ def _conv_bwd(static: tuple, res: tuple, g: jax.Array) -> tuple[jax.Array, jax.A
         dimension_numbers=lax.ConvDimensionNumbers(out_spec, t_rhs_spec, lhs_spec),
         precision=precision,
     ).astype(lhs.dtype)
-    # kernel gradient: XLA's own rule (dead code when only the input gradient is used)
-    _, pull = jax.vjp(lambda r: _plain(static, lhs, r), rhs)
-    (g_rhs,) = pull(g)
     return g_lhs, g_rhs
 
 
-_conv.defvjp(_conv_fwd, _conv_bwd)
+_conv.defvjp(_conv_fwd, _conv_bwd, symbolic_zeros=True)
 
 
 #: Input gradients with at most this many features (RGB or grey images: the first layer) are
@@ -227,41 +238,175 @@ def _input_grad_by_taps(
     return total
 
 
+# ---------------------------------------------------------------- max pooling
+
+
+def max_pool(
+    inputs: jax.Array,
+    window_shape: Sequence[int],
+    strides: Sequence[int] | None = None,
+    padding: str | Sequence[tuple[int, int]] = "VALID",
+) -> jax.Array:
+    """``flax.linen.max_pool`` (= ``flax.nnx.max_pool``) with the same values and a fast,
+    exact gradient.
+
+    The forward pass is Flax's own ``lax.reduce_window``; the backward pass routes each
+    window's gradient to the first maximum of the window (ties as XLA's select-and-scatter,
+    and PyTorch) by comparisons with the pooled maximum, one strided slice per window tap,
+    instead of XLA:CPU's slow select-and-scatter. The gradients of overlapping windows are
+    added in the order select-and-scatter adds them, so the result is the same to the bit.
+    Inputs other than one batch axis of floats fall back to Flax's function.
+    """
+    window = tuple(int(w) for w in window_shape)
+    nd = len(window)
+    stride = tuple(int(s) for s in strides) if strides else (1,) * nd
+    if inputs.ndim != nd + 2 or len(stride) != nd or not jnp.issubdtype(inputs.dtype, jnp.floating):
+        return _flax_max_pool(inputs, window_shape, strides, padding)
+    dims = (1, *window, 1)
+    full_strides = (1, *stride, 1)
+    if isinstance(padding, str):
+        pads = tuple(lax.padtype_to_pads(inputs.shape, dims, full_strides, padding))
+    else:
+        pads = ((0, 0), *(tuple(int(v) for v in p) for p in padding), (0, 0))
+    return _max_pool(dims, full_strides, tuple(tuple(p) for p in pads), inputs)
+
+
+def _flax_max_pool(*args: Any) -> jax.Array:
+    from flax.linen import pooling
+
+    return pooling.max_pool(*args)
+
+
+def _reduce_max(dims: tuple, strides: tuple, pads: tuple, x: jax.Array) -> jax.Array:
+    return lax.reduce_window(x, -jnp.inf, lax.max, dims, strides, pads)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
+def _max_pool(dims: tuple, strides: tuple, pads: tuple, x: jax.Array) -> jax.Array:
+    return _reduce_max(dims, strides, pads, x)
+
+
+def _max_pool_fwd(dims: tuple, strides: tuple, pads: tuple, x: jax.Array) -> tuple:
+    y = _reduce_max(dims, strides, pads, x)
+    return y, (x, y)
+
+
+def _max_pool_bwd(dims: tuple, strides: tuple, pads: tuple, res: tuple, g: jax.Array) -> tuple:
+    x, y = res
+    neg = jnp.asarray(-jnp.inf, x.dtype)
+    xp = lax.pad(x, neg, [(lo, hi, 0) for lo, hi in pads])
+    zero = jnp.zeros((), g.dtype)
+    taken = jnp.zeros(y.shape, bool)
+    parts = []
+    for tap in np.ndindex(*dims):
+        limit = [t + (n - 1) * s + 1 for t, n, s in zip(tap, y.shape, strides, strict=True)]
+        seen = lax.slice(xp, tap, limit, strides)
+        chosen = (seen == y) & ~taken
+        taken = taken | chosen
+        part = jnp.where(chosen, g, zero)
+        config = [
+            (t, p - t - (n - 1) * s - 1, s - 1)
+            for t, p, n, s in zip(tap, xp.shape, y.shape, strides, strict=True)
+        ]
+        parts.append(lax.pad(part, zero, config))
+    # select-and-scatter adds the windows in row-major order: for one input element a later
+    # window reaches it through an earlier tap, so the taps are summed last to first
+    total = parts[-1]
+    for part in reversed(parts[:-1]):
+        total = total + part
+    crop = [slice(lo, lo + n) for (lo, _), n in zip(pads, x.shape, strict=True)]
+    return (total[tuple(crop)],)
+
+
+_max_pool.defvjp(_max_pool_fwd, _max_pool_bwd)
+
+
 # ---------------------------------------------------------------- Flax modules
 
+# ``fast_convolutions`` is scoped to the context (thread, asyncio task) that entered it:
+# Linen goes through ``nn.intercept_methods`` (a thread-local interceptor stack); NNX's
+# ``Conv.__call__`` and Flax's ``max_pool`` are wrapped while any context is inside the
+# block, and the wrappers do anything different only where ``_ACTIVE`` is set. Code on
+# other threads, or outside the block, traces exactly as without jaxvis.
+
+_ACTIVE: contextvars.ContextVar[bool] = contextvars.ContextVar("jaxvis_fast_conv", default=False)
+#: whether convolutions (not only pooling) take the fast path in this context
+_CONV: contextvars.ContextVar[bool] = contextvars.ContextVar("jaxvis_fast_conv_conv", default=True)
 _LOCK = threading.RLock()
 _DEPTH = 0
-_SAVED: dict[type, Any] = {}
+_SAVED: dict[tuple[Any, str], Any] = {}
+
+
+def active() -> bool:
+    """Whether this context is inside :func:`fast_convolutions`."""
+    return _ACTIVE.get()
 
 
 @contextlib.contextmanager
-def fast_convolutions() -> Iterator[None]:
-    """Within the block, ``flax.nnx.Conv`` calls use
-    :func:`conv_general_dilated` when they were built with the default convolution.
+def fast_convolutions(convolutions: bool = True) -> Iterator[None]:
+    """Within the block, convolutions of ``flax.linen.Conv`` and ``flax.nnx.Conv`` (built with
+    the default convolution) use :func:`conv_general_dilated`, and Flax's functional
+    ``max_pool`` (``nn.max_pool``, ``nnx.max_pool``) uses :func:`max_pool`.
 
-    Values are unchanged; only the traced backward pass differs. Re-entrant.
+    Values are unchanged; only the traced backward pass differs. Re-entrant, and scoped to
+    the calling thread/context: another thread tracing at the same time is unaffected.
+    ``convolutions=False`` keeps the plain convolutions (only pooling changes): outside a
+    loop XLA runs them on its fast path anyway, and they compile faster.
     """
+    from flax import linen as nn
+
     global _DEPTH
     with _LOCK:
         if _DEPTH == 0:
             _patch()
         _DEPTH += 1
+    token = _ACTIVE.set(True)
+    conv_token = _CONV.set(bool(convolutions))
     try:
-        yield
+        with nn.intercept_methods(_linen_interceptor):
+            yield
     finally:
+        _CONV.reset(conv_token)
+        _ACTIVE.reset(token)
         with _LOCK:
             _DEPTH -= 1
             if _DEPTH == 0:
                 _unpatch()
 
 
+def _linen_interceptor(next_fun: Any, args: tuple, kwargs: dict, context: Any) -> Any:
+    """Give a default ``nn.Conv`` jaxvis's convolution for the duration of its ``__call__``."""
+    from flax import linen as nn
+
+    module = context.module
+    if (
+        not (_ACTIVE.get() and _CONV.get())
+        or context.method_name != "__call__"
+        or not isinstance(module, nn.Conv)
+        or module.conv_general_dilated is not None
+        or module.conv_general_dilated_cls is not None
+    ):
+        return next_fun(*args, **kwargs)
+    # the bound module is Flax's clone for this apply: the user's own instance is not touched
+    object.__setattr__(module, "conv_general_dilated", conv_general_dilated)
+    try:
+        return next_fun(*args, **kwargs)
+    finally:
+        object.__setattr__(module, "conv_general_dilated", None)
+
+
 def _patch() -> None:
+    import flax.linen
+    import flax.linen.pooling
     from flax import nnx
 
     nnx_call = nnx.Conv.__dict__["__call__"]
 
     def nnx_wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if self.__dict__.get("conv_general_dilated") is not lax.conv_general_dilated:
+        if (
+            not (_ACTIVE.get() and _CONV.get())
+            or self.__dict__.get("conv_general_dilated") is not lax.conv_general_dilated
+        ):
             return nnx_call(self, *args, **kwargs)
         self.__dict__["conv_general_dilated"] = conv_general_dilated
         try:
@@ -270,11 +415,22 @@ def _patch() -> None:
             self.__dict__["conv_general_dilated"] = lax.conv_general_dilated
 
     functools.update_wrapper(nnx_wrapper, nnx_call)
-    _SAVED[nnx.Conv] = nnx_call
+    _SAVED[(nnx.Conv, "__call__")] = nnx_call
     nnx.Conv.__call__ = nnx_wrapper
+
+    flax_pool = flax.linen.pooling.max_pool
+
+    @functools.wraps(flax_pool)
+    def pool_wrapper(*args: Any, **kwargs: Any) -> Any:
+        return (max_pool if _ACTIVE.get() else flax_pool)(*args, **kwargs)
+
+    for owner in (flax.linen, flax.linen.pooling, nnx):
+        if getattr(owner, "max_pool", None) is flax_pool:
+            _SAVED[(owner, "max_pool")] = flax_pool
+            owner.max_pool = pool_wrapper
 
 
 def _unpatch() -> None:
-    from flax import nnx
-
-    nnx.Conv.__call__ = _SAVED.pop(nnx.Conv)
+    for (owner, name), original in _SAVED.items():
+        setattr(owner, name, original)
+    _SAVED.clear()

@@ -17,8 +17,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxvis import _plan
 from jaxvis.attribution import _checks
-from jaxvis.attribution._core import cached_jit, count_trace, gradient_sums
+from jaxvis.attribution._core import Points, compiled_sums
 from jaxvis.attribution._edit import edited_apply
 from jaxvis.attribution.result import Attribution
 
@@ -41,37 +42,30 @@ def _gradient(
     guided: tuple[str, ...] = (),
 ) -> tuple[jax.Array, _checks.Target, jax.Array]:
     x = _checks.check_images(probe, x)
-    batch_size = _checks.check_batch_size(batch_size) or _checks.auto_batch_size(probe, x.shape[0])
+    batch_size = _checks.check_batch_size(batch_size)
+    _plan.estimate(probe, x.shape[1:])  # the model's cost; records its output shape
     tgt = _checks.resolve_target(probe, x, target, layer)
-    key = (name, tgt.static_key, batch_size, contrib_kind, guided)
+    n = x.shape[0]
+    plan = _plan.plan(probe, name, x.shape[1:], n, batch_size)
+    key = (name, tgt.static_key, contrib_kind, guided)
 
-    def build() -> Any:
+    def build() -> tuple:
         score = _guided_score(probe, tgt, guided) if guided else _checks.score_fn(probe, tgt)
+        contrib = (lambda p, g: p * g) if contrib_kind == "input_x" else None
 
-        def kernel(params: Any, x: jax.Array, index: jax.Array) -> jax.Array:
-            count_trace(name)
-            n = x.shape[0]
-            contrib = (lambda p, g: p * g) if contrib_kind == "input_x" else None
-            sums, _, _ = gradient_sums(
-                score,
-                params,
-                index,
-                lambda m, e: x[e],
-                jnp.ones((1,), jnp.float32),
-                jnp.zeros((1,), jnp.int32),
-                1,
-                n,
-                x.shape[1:],
-                batch_size,
-                contrib,
-            )
+        def make_points(x: jax.Array, index: jax.Array) -> Points:
+            one = jnp.ones((1,), jnp.float32)
+            group = jnp.zeros((1,), jnp.int32)
+            return Points(index, lambda m, e: x[e], one, group, 1, x.shape[0], x.shape[1:], contrib)
+
+        def finish(params: Any, sums: jax.Array, *_: Any) -> jax.Array:
             return jnp.abs(sums[0]) if contrib_kind == "abs_grad" else sums[0]
 
-        return kernel
+        return score, make_points, finish
 
-    run = cached_jit(probe, key, build)
+    run = compiled_sums(probe, key, name, build, plan)
     params = probe.params if params is None else params
-    return run(params, x, tgt.index), tgt, x
+    return run(params, x, tgt.index, total=n), tgt, x
 
 
 def saliency(
@@ -221,25 +215,20 @@ def smoothgrad(
         raise ValueError(f"noise must be a finite number >= 0, got {noise}")
     samples = _checks.check_positive_int(samples, "samples")
     batch_size = _checks.check_batch_size(batch_size)
+    _plan.estimate(probe, x.shape[1:])
     tgt = _checks.resolve_target(probe, x, target, layer)
     n = x.shape[0]
-    if batch_size is None:
-        batch_size = _checks.auto_batch_size(probe, samples * n)
+    plan = _plan.plan(probe, "smoothgrad", x.shape[1:], samples * n, batch_size)
     square = variant != "smoothgrad"
-    key = ("smoothgrad", tgt.static_key, batch_size, base, square)
+    key = ("smoothgrad", tgt.static_key, base, square)
 
-    def build() -> Any:
+    def build() -> tuple:
         score = _checks.score_fn(probe, tgt)
+        contrib = (lambda p, g: p * g) if base == "input_x_gradient" else None
 
-        def kernel(
-            params: Any,
-            x: jax.Array,
-            index: jax.Array,
-            sigma: jax.Array,
-            rng: jax.Array,
-            weight: jax.Array,
-        ) -> tuple:
-            count_trace("smoothgrad")
+        def make_points(
+            x: jax.Array, index: jax.Array, sigma: jax.Array, rng: jax.Array, weight: jax.Array
+        ) -> Points:
             n = x.shape[0]
 
             def point(m: jax.Array, e: jax.Array) -> jax.Array:
@@ -247,31 +236,21 @@ def smoothgrad(
                 eps = jax.vmap(lambda k: jax.random.normal(k, x.shape[1:]))(keys)
                 return x[e] + sigma * eps
 
-            contrib = (lambda p, g: p * g) if base == "input_x_gradient" else None
             group = jnp.zeros(weight.shape, jnp.int32)
-            sums, sums_sq, _ = gradient_sums(
-                score,
-                params,
-                index,
-                point,
-                weight,
-                group,
-                1,
-                n,
-                x.shape[1:],
-                batch_size,
-                contrib,
-                square,
-            )
+            return Points(index, point, weight, group, 1, n, x.shape[1:], contrib, square)
+
+        def finish(params: Any, sums: jax.Array, sums_sq: jax.Array, *_: Any) -> tuple:
             return sums[0], (sums_sq[0] if square else sums[0])
 
-        return kernel
+        return score, make_points, finish
 
-    run = cached_jit(probe, key, build, draws=True)
+    run = compiled_sums(probe, key, "smoothgrad", build, plan, draws=True)
     sigma = jnp.asarray(noise * (probe.input_high - probe.input_low), jnp.float32)  # per channel
     weight = jnp.full((samples,), 1.0 / samples, jnp.float32)
     params = probe.params if params is None else params
-    mean, mean_sq = run(params, x, tgt.index, sigma, jax.random.key(seed), weight)
+    mean, mean_sq = run(
+        params, x, tgt.index, sigma, jax.random.key(seed), weight, total=samples * n
+    )
     if variant == "smoothgrad":
         values = mean
     elif variant == "smoothgrad_sq":
@@ -284,6 +263,8 @@ def smoothgrad(
         "variant": variant,
         "base": base,
         "seed": seed,
+        "batch_size": plan.chunk,
+        "loop": plan.mode,
     }
     return _result(values, variant, tgt, settings)
 

@@ -19,8 +19,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxvis import _plan
 from jaxvis.attribution import _checks
-from jaxvis.attribution._core import cached_jit, count_trace, gradient_sums
+from jaxvis.attribution._core import Points, compiled_sums
 from jaxvis.attribution.baselines import describe, make_baselines
 from jaxvis.attribution.quadrature import check_method, nodes
 from jaxvis.attribution.result import Attribution
@@ -73,16 +74,20 @@ def integrated_gradients(
     x = _checks.check_images(probe, x)
     method, steps = check_method(method, steps)
     batch_size = _checks.check_batch_size(batch_size)
+    _plan.estimate(probe, x.shape[1:])  # the model's cost; records its output shape
     tgt = _checks.resolve_target(probe, x, target, layer)
     base = make_baselines(probe, x, baseline, seed)
     alphas, weights = nodes(method, steps)
     n_base, n = base.shape[0], x.shape[0]
-    if batch_size is None:
-        batch_size = _checks.auto_batch_size(probe, n_base * steps * n)
-    run = cached_jit(
+    total = n_base * steps * n
+    plan = _plan.plan(probe, "integrated_gradients", x.shape[1:], total, batch_size)
+    batch_size = plan.chunk
+    run = compiled_sums(
         probe,
-        ("ig", tgt.static_key, n_base, batch_size),
-        lambda: _ig_kernel(probe, tgt, n_base, batch_size),
+        ("ig", tgt.static_key, n_base),
+        "integrated_gradients",
+        lambda: _ig_parts(probe, tgt, n_base, plan.mode == "python"),
+        plan,
     )
     params = probe.params if params is None else params
     values, delta, f_x, f_b = run(
@@ -92,6 +97,7 @@ def integrated_gradients(
         tgt.index,
         jnp.asarray(alphas, jnp.float32),
         jnp.asarray(weights, jnp.float32),
+        total=total,
     )
     return Attribution(
         values=values,
@@ -105,47 +111,76 @@ def integrated_gradients(
             "method": method,
             "baseline": describe(baseline),
             "batch_size": batch_size,
+            "loop": plan.mode,
             "layer": layer,
         },
     )
 
 
-def _ig_kernel(probe: Any, tgt: _checks.Target, n_base: int, batch_size: int) -> Any:
+def _ig_parts(probe: Any, tgt: _checks.Target, n_base: int, end_points: bool = False) -> tuple:
+    """``(score, make_points, finish)`` of IG. With ``end_points`` (the Python loop), the scores
+    ``f(x)`` and ``f(baseline)`` come from extra points of the loop itself (groups ``n_base``
+    and ``n_base + 1``), so that the last step is elementwise and compiles in no time; else
+    the last step runs the model on ``x`` and the baselines."""
     score = _checks.score_fn(probe, tgt)
 
-    def kernel(
+    def make_points(
+        x: jax.Array, base: jax.Array, index: jax.Array, alphas: jax.Array, weights: jax.Array
+    ) -> Points:
+        n, steps = x.shape[0], alphas.shape[0]
+
+        n_path = n_base * steps
+
+        def point(m: jax.Array, e: jax.Array) -> jax.Array:
+            k, s = m // steps, m % steps
+            b = base[jnp.minimum(k, n_base - 1), e]
+            a = alphas[s].reshape(-1, 1, 1, 1)
+            on_path = b + a * (x[e] - b)
+            if not end_points:
+                return on_path
+            rest = m - n_path  # 0: x itself, 1 + k: baseline k
+            end = jnp.where((rest == 0).reshape(-1, 1, 1, 1), x[e], base[jnp.clip(rest - 1, 0), e])
+            return jnp.where((m < n_path).reshape(-1, 1, 1, 1), on_path, end)
+
+        sample_weight = jnp.tile(weights, n_base)
+        group = jnp.repeat(jnp.arange(n_base), steps)
+        n_groups = n_base
+        if end_points:
+            sample_weight = jnp.concatenate(
+                [sample_weight, jnp.ones((1,)), jnp.full((n_base,), 1.0 / n_base)]
+            )
+            group = jnp.concatenate(
+                [group, jnp.full((1,), n_base), jnp.full((n_base,), n_base + 1)]
+            )
+            n_groups = n_base + 2
+        return Points(index, point, sample_weight, group, n_groups, n, tuple(x.shape[1:]))
+
+    def finish(
         params: Any,
+        sums: jax.Array,
+        _sq: jax.Array,
+        scores: jax.Array,
         x: jax.Array,
         base: jax.Array,
         index: jax.Array,
         alphas: jax.Array,
         weights: jax.Array,
     ) -> tuple:
-        count_trace("integrated_gradients")
-        n, steps = x.shape[0], alphas.shape[0]
-
-        def point(m: jax.Array, e: jax.Array) -> jax.Array:
-            k, s = m // steps, m % steps
-            b = base[k, e]
-            a = alphas[s].reshape(-1, 1, 1, 1)
-            return b + a * (x[e] - b)
-
-        sample_weight = jnp.tile(weights, n_base)
-        group = jnp.repeat(jnp.arange(n_base), steps)
-        sums, _, _ = gradient_sums(
-            score, params, index, point, sample_weight, group, n_base, n, x.shape[1:], batch_size
-        )
-        values = jnp.mean((x[None] - base) * sums, axis=0)
-        f_x = score(params, x, index)
-        f_b = (
-            score(params, base.reshape(-1, *x.shape[1:]), jnp.tile(index, n_base))
-            .reshape(n_base, n)
-            .mean(0)
-        )
+        n = x.shape[0]
+        values = jnp.mean((x[None] - base) * sums[:n_base], axis=0)
+        if end_points:
+            f_x, f_b = scores[n_base], scores[n_base + 1]
+        else:
+            f_x = score(params, x, index)
+            f_b = (
+                score(params, base.reshape(-1, *x.shape[1:]), jnp.tile(index, n_base))
+                .reshape(n_base, n)
+                .mean(0)
+            )
         delta = values.reshape(n, -1).sum(-1) - (f_x - f_b)
         return values, delta, f_x, f_b
 
-    return kernel
+    return score, make_points, finish
 
 
 def interior_gradients(
@@ -183,20 +218,25 @@ def interior_gradients(
             f"alphas must be a non-empty 1-D sequence of finite numbers, got {alphas!r}"
         )
     batch_size = _checks.check_batch_size(batch_size)
+    _plan.estimate(probe, x.shape[1:])
     tgt = _checks.resolve_target(probe, x, target, layer)
     if isinstance(baseline, list):
         raise ValueError("interior_gradients takes one baseline, not a list")
     base = make_baselines(probe, x, baseline, seed)[0]
     n_alpha, n = arr.size, x.shape[0]
-    if batch_size is None:
-        batch_size = _checks.auto_batch_size(probe, n_alpha * n)
-    run = cached_jit(
+    plan = _plan.plan(probe, "interior_gradients", x.shape[1:], n_alpha * n, batch_size)
+    batch_size = plan.chunk
+    run = compiled_sums(
         probe,
-        ("interior", tgt.static_key, batch_size),
-        lambda: _interior_kernel(probe, tgt, batch_size),
+        ("interior", tgt.static_key),
+        "interior_gradients",
+        lambda: _interior_parts(probe, tgt),
+        plan,
     )
     params = probe.params if params is None else params
-    values, scores = run(params, x, base, tgt.index, jnp.asarray(arr, jnp.float32))
+    values, scores = run(
+        params, x, base, tgt.index, jnp.asarray(arr, jnp.float32), total=n_alpha * n
+    )
     return Attribution(
         values=values,
         delta=None,
@@ -206,19 +246,17 @@ def interior_gradients(
             "alphas": arr,
             "baseline": describe(baseline),
             "batch_size": batch_size,
+            "loop": plan.mode,
             "layer": layer,
         },
         extra={"scores": scores, "alphas": arr},
     )
 
 
-def _interior_kernel(probe: Any, tgt: _checks.Target, batch_size: int) -> Any:
+def _interior_parts(probe: Any, tgt: _checks.Target) -> tuple:
     score = _checks.score_fn(probe, tgt)
 
-    def kernel(
-        params: Any, x: jax.Array, base: jax.Array, index: jax.Array, alphas: jax.Array
-    ) -> tuple:
-        count_trace("interior_gradients")
+    def make_points(x: jax.Array, base: jax.Array, index: jax.Array, alphas: jax.Array) -> Points:
         n, n_alpha = x.shape[0], alphas.shape[0]
 
         def point(m: jax.Array, e: jax.Array) -> jax.Array:
@@ -226,18 +264,9 @@ def _interior_kernel(probe: Any, tgt: _checks.Target, batch_size: int) -> Any:
             return b + alphas[m].reshape(-1, 1, 1, 1) * (x[e] - b)
 
         ones = jnp.ones((n_alpha,), jnp.float32)
-        sums, _, scores = gradient_sums(
-            score,
-            params,
-            index,
-            point,
-            ones,
-            jnp.arange(n_alpha),
-            n_alpha,
-            n,
-            x.shape[1:],
-            batch_size,
-        )
+        return Points(index, point, ones, jnp.arange(n_alpha), n_alpha, n, tuple(x.shape[1:]))
+
+    def finish(params: Any, sums: jax.Array, _sq: jax.Array, scores: jax.Array, *_: Any) -> tuple:
         return sums, scores
 
-    return kernel
+    return score, make_points, finish

@@ -7,11 +7,15 @@ learning rate and the seed are traced, so changing them does not compile again.
 
 Steps run in chunks; between chunks ``callback(progress)`` sees the step, the objective and
 (lazily) the current images, and can stop the run by returning ``False``. A chunk is one jitted
-``lax.scan`` over its steps. Inside a loop XLA:CPU used to run a convolution's input gradient
-several times slower (see DESIGN.md, "XLA on the CPU"); the model is traced with
-:mod:`jaxvis.fast_conv`, which avoids that, so the scan is now the faster choice at every batch
-size (``benchmarks/optvis.py`` measures both). ``loop="python"`` runs a Python loop over one
-jitted step instead.
+``lax.scan`` over its steps, or a Python loop over one jitted step. Inside a loop XLA:CPU used
+to run a convolution's input gradient several times slower (see DESIGN.md, "XLA on the CPU");
+inside the scan the model is traced with :mod:`jaxvis.fast_conv`, which avoids that (the
+one-step program keeps XLA's convolutions, which are fast there and compile faster; both use
+the fast max-pooling gradient). ``loop="auto"`` (the default) picks by the model's cost
+(:mod:`jaxvis._plan`): the scan for small models, where the dispatch of a step per call would
+dominate (``benchmarks/optvis.py``), the Python loop once a step costs at least
+:data:`jaxvis._plan.PYTHON_MIN_FLOPS` (a ResNet at 224x224), where it is what a user would
+write and compiles one program less.
 
 Example::
 
@@ -25,6 +29,7 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import math
 import threading
 import weakref
@@ -37,7 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxvis import _rng
+from jaxvis import _plan, _rng
 from jaxvis._xla import jit
 from jaxvis.fast_conv import fast_convolutions
 from jaxvis.optvis import objectives as _obj
@@ -58,6 +63,8 @@ _DEFAULT_OPT = optax.inject_hyperparams(optax.adam)(learning_rate=0.05)
 
 #: Trace the model with :func:`jaxvis.fast_conv.fast_convolutions` (read when a step compiles).
 FAST_CONV = True
+#: set while the chunk's ``lax.scan`` is traced: the custom-VJP convolutions are for loops
+_IN_SCAN: contextvars.ContextVar[bool] = contextvars.ContextVar("jaxvis_in_scan", default=False)
 
 
 @dataclass
@@ -133,7 +140,7 @@ def render(
     chunk: int = 32,
     snapshot_every: int | None = None,
     callback: Callable[[Progress], Any] | None = None,
-    loop: str = "scan",
+    loop: str = "auto",
 ) -> RenderResult:
     """Optimise a batch of images to maximise ``objective`` on ``probe``'s model.
 
@@ -158,8 +165,8 @@ def render(
         snapshot_every: keep the images every this many steps (an animation).
         callback: called with a :class:`Progress` after every chunk; returning ``False``
             stops the run (the images so far are kept).
-        loop: ``"scan"`` (a jitted chunk, the default) or ``"python"`` (a jitted step per
-            step).
+        loop: ``"scan"`` (a jitted chunk), ``"python"`` (a jitted step per step) or
+            ``"auto"`` (the default: by the model's cost, see the module docstring).
 
     Example::
 
@@ -172,12 +179,15 @@ def render(
     chunk = _positive_int(chunk, "chunk")
     if snapshot_every is not None:
         chunk = _positive_int(snapshot_every, "snapshot_every")
-    if loop not in ("python", "scan"):
-        raise ValueError(f"loop must be 'python' or 'scan', got {loop!r}")
+    if loop not in ("python", "scan", "auto"):
+        raise ValueError(f"loop must be 'python', 'scan' or 'auto', got {loop!r}")
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
         raise TypeError(f"seed must be an integer, got {seed!r}")
     obj = _obj.as_objective(objective).bind(probe)
     n_images = _batch_size(obj, n)
+    if loop == "auto":
+        cost = _plan.estimate(probe, tuple(probe.input_shape))
+        loop = "python" if cost.flops * n_images >= _plan.PYTHON_MIN_FLOPS else "scan"
     if reg.uses_pixels and not ip.on_pixels:
         raise ValueError(
             "Yosinski's post-update regularizers (decay, blur, norm and contribution clipping) "
@@ -291,8 +301,8 @@ def _build(
 
     def forward(model_params: Any, images: jax.Array) -> tuple[Any, dict[str, jax.Array]]:
         x = lo + (hi - lo) * images
-        # NNX convolutions with a CPU-friendly input gradient (same values; see fast_conv)
-        with fast_convolutions() if FAST_CONV else contextlib.nullcontext():
+        # a CPU-friendly max-pooling gradient, and in the scan convolutions' (same values)
+        with fast_convolutions(_IN_SCAN.get()) if FAST_CONV else contextlib.nullcontext():
             return probe.apply(model_params, x, wanted, truncate=not needs_output)
 
     def init(p: jax.Array, lr: jax.Array) -> Any:
@@ -338,7 +348,12 @@ def _build(
             q, t, v = step(q, t, i, seed, hp, model_params)
             return (q, t), v
 
-        (p, s), hist = jax.lax.scan(body, (p, s), i0 + jnp.arange(length, dtype=jnp.int32))
+        token = _IN_SCAN.set(True)
+        try:
+            ids = i0 + jnp.arange(length, dtype=jnp.int32)
+            (p, s), hist = jax.lax.scan(body, (p, s), ids)
+        finally:
+            _IN_SCAN.reset(token)
         return p, s, hist
 
     def finish(p: Any, hp: dict[str, Any], model_params: Any) -> tuple[jax.Array, jax.Array]:
