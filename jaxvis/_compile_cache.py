@@ -277,6 +277,7 @@ def _key(lowered: jax.stages.Lowered, device: jax.Device, options: dict[str, str
         os.environ.get("XLA_FLAGS", ""),
         repr([getattr(jax.config, name, None) for name in _COMPILE_FLAGS]),
         str(lowered.in_tree),
+        repr(lowered.args_info),  # every argument's aval: unused ones are not in the text
         str(lowered.out_tree),
         lowered.as_text(),
     ):

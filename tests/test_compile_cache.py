@@ -202,6 +202,15 @@ def test_a_corrupt_entry_is_compiled_again_and_replaced(tmp_path, restore_store)
     assert entry.read_bytes() != b"not an executable"
 
 
+def test_programs_differing_only_in_an_unused_argument_are_stored_apart(tmp_path, restore_store):
+    # jit drops unused arguments from the program text: the key must still tell their shapes
+    jv.enable_compilation_cache(tmp_path)
+    x = np.ones(3, np.float32)
+    for n in (5, 9):
+        fresh = _xla.jit(lambda v, unused: v * 2.0)  # a new function each time: read from disk
+        np.testing.assert_allclose(np.asarray(fresh(x, np.zeros(n, np.float32))), 2 * x)
+
+
 def test_a_stored_program_that_cannot_run_is_compiled_afresh(tmp_path, restore_store, monkeypatch):
     # XLA:CPU sometimes loads a stored executable that then fails to run ("NOT_FOUND: Function
     # ... not found"): the call compiles the program afresh, answers, and drops the entry
