@@ -6,9 +6,9 @@ Example::
     demo = jv.zoo.load("mnist_cnn")
     jv.widgets.LayerExplorer(demo.probe, demo.x_test[:10])
 
-Importing changes no ``jax.config`` value and compiles nothing. jaxvis's own compiled programs
-(never the user's ``jax.jit`` ones) are kept in a bounded persistent store from jaxvis's first
-compile: see :func:`enable_compilation_cache` (``JAXVIS_COMPILATION_CACHE=0`` turns it off).
+Importing changes no ``jax.config`` value and compiles nothing. ``jv.enable_compilation_cache()``
+keeps jaxvis's own compiled programs (never the user's ``jax.jit`` ones) in a bounded
+persistent store (opt-in; see :mod:`jaxvis._compile_cache`).
 """
 
 from importlib import import_module

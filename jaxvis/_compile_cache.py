@@ -13,10 +13,14 @@ so it cannot be scoped to jaxvis's compiles.
 
 The rule:
 
-* On by default, from jaxvis's first compile, in ``<jaxvis cache folder>/compiled``
-  (:func:`jaxvis._paths.cache_dir`). ``JAXVIS_COMPILATION_CACHE=0`` (or ``off``/``false``/
-  ``no``) turns it off, ``JAXVIS_COMPILATION_CACHE=/some/dir`` picks the folder;
-  :func:`enable_compilation_cache` and :func:`disable_compilation_cache` decide at run time.
+* Off unless asked for: :func:`enable_compilation_cache` (the folder defaults to
+  ``<jaxvis cache folder>/compiled``, :func:`jaxvis._paths.cache_dir`), or
+  ``JAXVIS_COMPILATION_CACHE=1`` (``on``/``true``/``yes``: that default folder) or
+  ``=/some/dir`` before jaxvis's first compile; :func:`disable_compilation_cache` turns it
+  off again. It is opt-in because jaxlib 0.10's XLA:CPU does not always run an executable it
+  deserialised: this project's test runs saw ``NOT_FOUND: Function ... not found`` (such a
+  program is compiled afresh and its entry dropped, see :func:`discard_loaded`) and, once, a
+  crash in a later compile of a process that had loaded hundreds of stored programs.
 * At most ``max_bytes`` (default 1 GiB, or ``JAXVIS_CACHE_MAX_BYTES``): after each write the
   least recently used entries (by modification time, refreshed on every hit) are deleted.
 * An entry's key hashes the program's StableHLO, the compiler options (jaxvis's, ``XLA_FLAGS``
@@ -71,6 +75,7 @@ DEFAULT_MAX_BYTES = 1 << 30
 HIT_EVENT = "/jaxvis/compilation_cache/hits"
 MISS_EVENT = "/jaxvis/compilation_cache/misses"
 _OFF = ("0", "off", "false", "no")
+_ON = ("1", "on", "true", "yes")
 _SUFFIX = ".xla"
 #: JAX options that JAX turns into compile options (so into the executable), not into the
 #: program's text
@@ -161,7 +166,7 @@ _state: dict[str, Store | None] = {}  # "store": the store in use once decided; 
 def _store() -> Store | None:
     """The store in use, decided from the environment at the first call."""
     if "store" not in _state:
-        if os.environ.get(ENV, "").strip().lower() in _OFF:
+        if os.environ.get(ENV, "").strip().lower() in ("", *_OFF):
             _state["store"] = None
         else:
             enable_compilation_cache()
@@ -188,7 +193,8 @@ def enable_compilation_cache(
         raise ValueError(f"max_bytes must be a positive integer, got {max_bytes!r}")
     if path is None:
         choice = os.environ.get(ENV, "").strip()
-        path = choice if choice and choice.lower() not in _OFF else cache_dir() / "compiled"
+        named = choice and choice.lower() not in (*_OFF, *_ON)
+        path = choice if named else cache_dir() / "compiled"
     folder = Path(path).expanduser()
     _state["store"] = Store(folder, max_bytes)
     return folder
@@ -277,7 +283,7 @@ def _key(lowered: jax.stages.Lowered, device: jax.Device, options: dict[str, str
         os.environ.get("XLA_FLAGS", ""),
         repr([getattr(jax.config, name, None) for name in _COMPILE_FLAGS]),
         str(lowered.in_tree),
-        repr(lowered.args_info),  # every argument's aval: unused ones are not in the text
+        repr(jax.tree.leaves(lowered.in_avals)),  # every aval: unused ones are not in the text
         str(lowered.out_tree),
         lowered.as_text(),
     ):

@@ -52,18 +52,10 @@ CHROMIUM_ARGS = [
 VIEWPORT = {"width": 1400, "height": 1000}
 
 
-JAXVIS_CACHE = REPO / ".pytest_cache" / "jaxvis-compiled"
-
-
 def fast_env() -> dict[str, str]:
-    """Environment for notebook kernels in tests: JAXVIS_FAST=1 unless the caller set it, and
-    one jaxvis compilation store shared by every test kernel (the tour runs under nbclient, in
-    the browser and in the Binder venv: only the first run compiles). JAX's own persistent
-    cache stays off, as a user gets it."""
-    return {
-        "JAXVIS_FAST": os.environ.get("JAXVIS_FAST", "1"),
-        "JAXVIS_COMPILATION_CACHE": os.environ.get("JAXVIS_COMPILATION_CACHE", str(JAXVIS_CACHE)),
-    }
+    """Environment for notebook kernels in tests: JAXVIS_FAST=1 unless the caller set it; no
+    persistent compilation cache (neither jaxvis's opt-in store nor JAX's), as a user gets it."""
+    return {"JAXVIS_FAST": os.environ.get("JAXVIS_FAST", "1")}
 
 
 def browser_unavailable_reason() -> str | None:

@@ -156,8 +156,21 @@ def test_the_store_can_be_turned_off(tmp_path, off):
     assert not (tmp_path / "compiled").exists()
 
 
+def test_the_store_is_off_unless_asked_for(tmp_path):
+    code = """
+        import jaxvis as jv
+        zoo = jv.zoo.load("mnist_cnn")
+        zoo.probe.activations(zoo.x_test[:2])
+        report(dir=str(jv.compilation_cache_dir()))
+    """
+    found = _run(code, {"JAXVIS_CACHE": str(tmp_path)})
+    assert found["dir"] == "None" and found["misses"] == 0 and found["hits"] == 0
+    assert not (tmp_path / "compiled").exists()
+
+
 def test_the_default_folder_and_a_tiny_bound(tmp_path):
-    found = _run(_FIRST_CALLS, {"JAXVIS_CACHE": str(tmp_path), "JAXVIS_CACHE_MAX_BYTES": "60000"})
+    env = {"JAXVIS_COMPILATION_CACHE": "1", "JAXVIS_CACHE_MAX_BYTES": "60000"}
+    found = _run(_FIRST_CALLS, {"JAXVIS_CACHE": str(tmp_path), **env})
     store = _compile_cache.Store(tmp_path / "compiled", 60000)
     assert 0 < found["entries"] < found["misses"]  # written, then evicted down to the bound
     assert 0 < store.size() <= 60000
