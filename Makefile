@@ -69,6 +69,7 @@ $(DEMO_STAMP): | $(PY)
 # The test extras include the demo ones, so this stamp also satisfies `make lab`.
 $(TEST_STAMP): | $(PY)
 	$(PY) -m pip install -e '.[demo,test]'
+	$(PY) -m pip install --no-deps 'zennit==0.5.1'
 	rm -f $(VENV)/.jaxvis-test-* $(VENV)/.jaxvis-demo-*
 	touch $@ $(DEMO_STAMP)
 

@@ -45,3 +45,20 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "browser" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _release_compiled_programs():
+    """Drop JAX's compiled programs after each test module.
+
+    One process runs hundreds of modules' programs; XLA:CPU (jaxlib 0.10) was seen to crash
+    inside a compile after ~95% of the suite had run in one process. Each module's programs
+    are its own, so releasing them between modules costs only recompiles of shared fixtures.
+    """
+    yield
+    import gc
+
+    import jax
+
+    jax.clear_caches()
+    gc.collect()

@@ -23,13 +23,17 @@ from jaxvis.attribution.gradients import guided_backprop, input_x_gradient, sali
 from jaxvis.attribution.integrated import integrated_gradients, interior_gradients
 from jaxvis.attribution.metrics import spearman, ssim
 from jaxvis.attribution.quadrature import METHODS, nodes
+from jaxvis.attribution.registry import FAMILIES, Method, attribute, get_method, methods, register
 from jaxvis.attribution.result import Attribution
 from jaxvis.attribution.sanity import localisation, randomisation_test, randomise
 
 __all__ = [
+    "FAMILIES",
     "HEAD_FUSIONS",
     "METHODS",
     "Attribution",
+    "Method",
+    "attribute",
     "attention_layers",
     "attention_map",
     "attention_rollout",
@@ -41,10 +45,13 @@ __all__ = [
     "localisation",
     "integrated_gradients",
     "interior_gradients",
+    "get_method",
     "make_baselines",
+    "methods",
     "nodes",
     "randomisation_test",
     "randomise",
+    "register",
     "saliency",
     "smoothgrad",
     "spearman",

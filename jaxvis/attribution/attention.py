@@ -27,6 +27,7 @@ from jaxvis._attention import KIND
 from jaxvis.attribution import _checks
 from jaxvis.attribution._core import cached_jit, count_trace
 from jaxvis.attribution._edit import edited_apply
+from jaxvis.attribution.registry import register
 from jaxvis.attribution.result import Attribution
 from jaxvis.layout import TokenGrid
 
@@ -52,6 +53,7 @@ def attention_layers(probe: Any) -> tuple[str, ...]:
     return tuple(layer.name for layer in probe.layers if layer.kind == KIND)
 
 
+@register("attention", "attention map", layer_map=True)
 def attention_map(
     probe: Any,
     x: Any,
@@ -110,6 +112,7 @@ def attention_map(
     )
 
 
+@register("attention", "attention rollout", layer_map=True)
 def attention_rollout(
     probe: Any,
     x: Any,
@@ -172,6 +175,7 @@ def attention_rollout(
     )
 
 
+@register("attention", "gradient rollout", layer_map=True)
 def gradient_rollout(
     probe: Any,
     x: Any,

@@ -23,12 +23,14 @@ import jax.numpy as jnp
 from jaxvis.attribution import _checks
 from jaxvis.attribution._core import cached_jit, count_trace
 from jaxvis.attribution._edit import edited_apply
+from jaxvis.attribution.registry import register
 from jaxvis.attribution.result import Attribution
 from jaxvis.layout import default_spatial_layer, spatial_view
 
 __all__ = ["grad_cam"]
 
 
+@register("cam", "Grad-CAM", layer_map=True)
 def grad_cam(
     probe: Any,
     x: Any,

@@ -21,6 +21,7 @@ from jaxvis import _plan
 from jaxvis.attribution import _checks
 from jaxvis.attribution._core import Points, compiled_sums
 from jaxvis.attribution._edit import edited_apply
+from jaxvis.attribution.registry import register
 from jaxvis.attribution.result import Attribution
 
 __all__ = ["guided_backprop", "input_x_gradient", "saliency", "smoothgrad"]
@@ -68,6 +69,7 @@ def _gradient(
     return run(params, x, tgt.index, total=n), tgt, x
 
 
+@register("gradient", "gradient (saliency)")
 def saliency(
     probe: Any,
     x: Any,
@@ -91,6 +93,7 @@ def saliency(
     return _result(values, "saliency", tgt, {"abs": bool(abs), "layer": layer})
 
 
+@register("gradient", "input x gradient")
 def input_x_gradient(
     probe: Any,
     x: Any,
@@ -112,6 +115,7 @@ def input_x_gradient(
     return _result(values, "input_x_gradient", tgt, {"layer": layer})
 
 
+@register("gradient", "guided backprop")
 def guided_backprop(
     probe: Any,
     x: Any,
@@ -176,6 +180,7 @@ def _guided_score(probe: Any, tgt: _checks.Target, layers: tuple[str, ...]) -> A
     return score
 
 
+@register("gradient", "SmoothGrad")
 def smoothgrad(
     probe: Any,
     x: Any,

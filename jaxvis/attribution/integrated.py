@@ -24,11 +24,13 @@ from jaxvis.attribution import _checks
 from jaxvis.attribution._core import Points, compiled_sums
 from jaxvis.attribution.baselines import describe, make_baselines
 from jaxvis.attribution.quadrature import check_method, nodes
+from jaxvis.attribution.registry import register
 from jaxvis.attribution.result import Attribution
 
 __all__ = ["integrated_gradients", "interior_gradients"]
 
 
+@register("path", "integrated gradients")
 def integrated_gradients(
     probe: Any,
     x: Any,
@@ -183,6 +185,7 @@ def _ig_parts(probe: Any, tgt: _checks.Target, n_base: int, end_points: bool = F
     return score, make_points, finish
 
 
+@register("path", "interior gradients (alpha)")
 def interior_gradients(
     probe: Any,
     x: Any,
