@@ -19,6 +19,9 @@ TEST_STAMP := $(VENV)/.jaxvis-test-$(KEY)
 CHROMIUM := /usr/bin/chromium
 NOTEBOOK ?= notebooks/01_tour.ipynb
 PYTEST_ARGS ?=
+# Test processes: pytest-xdist workers, one test file each at a time (XLA:CPU was seen to crash
+# inside a compile after most of the suite ran in one process; two workers also use both cores).
+TEST_JOBS ?= 2
 LAB_ARGS ?=
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
@@ -28,10 +31,10 @@ lab: $(DEMO_STAMP)
 	$(VENV)/bin/jupyter lab $(ALLOW_ROOT) $(LAB_ARGS) $(NOTEBOOK)
 
 test: $(TEST_STAMP) chromium
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_JOBS) --dist loadfile $(PYTEST_ARGS)
 
 test-quick: $(TEST_STAMP) chromium
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_JOBS) --dist loadfile -m "not slow" $(PYTEST_ARGS)
 
 bench: $(TEST_STAMP) chromium
 	$(PY) benchmarks/latency.py
