@@ -120,10 +120,12 @@ def test_rendered_cells_follow_their_directions_and_class_filter(shapes):
     assert at.cell_images.shape == (m, 32, 32, 3)
     acts = np.asarray(probe.activations(at.render.inputs[:m], ["act5"])["act5"]).mean((1, 2))
     unit = at.directions / np.linalg.norm(at.directions, axis=1, keepdims=True)
-    score = acts @ unit.T  # image i on direction j
-    # each cell's image projects onto its own direction more than onto the average other one
-    others = (score.sum(1) - np.diag(score)) / max(m - 1, 1)
-    assert (np.diag(score) > others).mean() > 0.8
+    own = np.sum(acts * unit, axis=1)  # each rendered image on its own cell's direction
+    data = np.asarray(probe.activations(x, ["act5"])["act5"]).mean((1, 2)) @ unit.T  # (240, m)
+    # the render beats most real images on its cell's direction
+    beaten = (data < own[None]).mean(0)
+    print("fraction of the data set each cell image beats on its direction:", beaten.round(2))
+    assert (beaten > 0.9).all()
     img = at.image(frame=True)
     assert img.dtype == np.uint8 and at._repr_png_().startswith(b"\x89PNG")
     for r, c in at.cells:
