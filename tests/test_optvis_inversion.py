@@ -95,7 +95,9 @@ def test_caricature_exaggerates_the_target(shapes, inversions):
     zoo, data = shapes
     probe, x = zoo.probe, data.x_test[0]
     t = np.asarray(probe.activations(x[None], ["act3"])["act3"]).ravel()
-    caricature = jv.optvis.invert(probe, x, LAYERS, steps=STEPS, power=0.0)
+    with CompileCounter() as counter:
+        caricature = jv.optvis.invert(probe, x, LAYERS, steps=STEPS, power=0.0)
+    assert counter.count == 0
     for inv, bigger in ((caricature, True), (inversions[0][0], False)):
         a = np.asarray(probe.activations(inv.render.inputs[1:2], ["act3"])["act3"]).ravel()
         projection = a @ t / np.linalg.norm(t)
