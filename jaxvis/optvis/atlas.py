@@ -440,7 +440,9 @@ def _layout(vectors: np.ndarray, method: str, layout: Any, seed: int) -> np.ndar
         if method == "umap":
             import umap  # optional dependency: umap-learn
 
-            reducer = umap.UMAP(n_neighbors=15, min_dist=0.1, metric="cosine", random_state=seed)
+            reducer = umap.UMAP(
+                n_neighbors=15, min_dist=0.1, metric="cosine", random_state=seed, n_jobs=1
+            )
             xy = np.asarray(reducer.fit_transform(unit), np.float64)
         else:
             xy = tsne(unit)
