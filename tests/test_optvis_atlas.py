@@ -167,5 +167,7 @@ def test_bad_input_is_named(shapes):
         jv.optvis.atlas(probe, x, "act9")
     with pytest.raises(ValueError, match="labels must have shape"):
         jv.optvis.atlas(probe, x, "act5", labels=np.zeros(3, int))
+    with pytest.raises(ValueError, match="classes must be"):
+        jv.optvis.atlas(probe, x, "act5", classes=3)
     with pytest.raises(ValueError, match="no image of classes"):
         jv.optvis.atlas(probe, (x, np.zeros(20, int)), "act5", classes=[5], steps=0)

@@ -106,8 +106,11 @@ class Atlas:
         return int(row) * cols + int(col)
 
     def samples(self, row: int, col: int) -> np.ndarray:
-        """Image indices of the samples in cell ``(row, col)`` (each image once, sorted)."""
+        """Image indices of the samples in cell ``(row, col)`` (each image once, sorted; none
+        for a cell left empty by ``min_count``)."""
         flat = self._cell(row, col)
+        if self.counts.reshape(-1)[flat] == 0:
+            return np.zeros((0,), np.int64)
         return np.unique(self.sample_image[self.sample_cell == flat])
 
     def class_share(self, row: int, col: int) -> np.ndarray:
@@ -238,6 +241,7 @@ def atlas(
         raise ValueError(
             f"layer {layer!r} has outputs {info.shape}: an atlas needs (H, W, C), (C,) or tokens"
         )
+    wanted = None if classes is None else _classes(classes)
     say = callback or (lambda p: None)
 
     collected = _collect(probe, batches, layer, labels, samples, max_images, batch_size, seed, say)
@@ -246,9 +250,6 @@ def atlas(
     vectors, sample_image, image_labels, predictions = collected
     class_of = image_labels if image_labels is not None else predictions
     if classes is not None:
-        wanted = np.asarray(list(classes), np.int64)
-        if wanted.ndim != 1 or wanted.size == 0:
-            raise ValueError(f"classes must be a non-empty list of class indices, got {classes!r}")
         keep = np.isin(class_of[sample_image], wanted)
         if not keep.any():
             raise ValueError(f"no image of classes {wanted.tolist()} among the images seen")
@@ -334,6 +335,16 @@ def _grid(grid: Any) -> tuple[int, int]:
     if not ok:
         raise ValueError(f"grid must be (rows, cols) of positive integers or one, got {grid!r}")
     return rows, cols
+
+
+def _classes(classes: Any) -> np.ndarray:
+    try:
+        wanted = np.asarray(list(classes))
+    except TypeError:
+        wanted = np.asarray([])
+    if wanted.ndim != 1 or wanted.size == 0 or wanted.dtype.kind not in "iu":
+        raise ValueError(f"classes must be a non-empty list of class indices, got {classes!r}")
+    return wanted.astype(np.int64)
 
 
 def _batches(batches: Any, labels: Any, batch_size: int) -> Iterable[tuple[Any, Any]]:
