@@ -141,6 +141,13 @@ def test_spatial_samples_layout_and_stop(shapes):
     scaled = (xy - xy.min(0)) / (xy.max(0) - xy.min(0))
     cell = np.minimum((scaled * 3).astype(int), 2)
     np.testing.assert_array_equal(at.sample_cell, cell[:, 0] * 3 + cell[:, 1])
+    # min_count: cells with fewer samples are empty (no count, no samples, no render)
+    sparse = jv.optvis.atlas(probe, x, "act5", grid=3, samples=3, layout=xy, steps=0, min_count=14)
+    raw = np.bincount(cell[:, 0] * 3 + cell[:, 1], minlength=9)
+    np.testing.assert_array_equal(sparse.counts.ravel(), np.where(raw >= 14, raw, 0))
+    for flat in np.flatnonzero(raw < 14):
+        assert sparse.samples(*divmod(int(flat), 3)).size == 0
+    assert len(sparse.cells) == (raw >= 14).sum()
     # without labels the classes are the model's predictions
     np.testing.assert_array_equal(at.labels, np.asarray(probe(x)).argmax(-1))
 
