@@ -15,13 +15,17 @@ Example::
 """
 
 from jaxvis.optvis import objectives, param, presets, regularizers, transforms
+from jaxvis.optvis.atlas import Atlas, atlas
 from jaxvis.optvis.engine import Progress, RenderResult, default_optimizer, render
+from jaxvis.optvis.inversion import InversionResult, invert
 from jaxvis.optvis.objectives import Objective, as_objective
 from jaxvis.optvis.param import ImageParam, fourier, pixel
 from jaxvis.optvis.presets import PRESETS, Preset
 from jaxvis.optvis.regularizers import YOSINSKI, Regularizers
 
 __all__ = [
+    "Atlas",
+    "InversionResult",
     "PRESETS",
     "YOSINSKI",
     "ImageParam",
@@ -31,8 +35,10 @@ __all__ = [
     "Regularizers",
     "RenderResult",
     "as_objective",
+    "atlas",
     "default_optimizer",
     "fourier",
+    "invert",
     "objectives",
     "param",
     "pixel",

@@ -11,6 +11,8 @@ Every widget has a stable CSS class (``jv-...``), shows errors from its callback
 * :class:`FilterGrid` (``jv-filter-grid``): the kernels of a conv layer.
 * :class:`WeightHistograms` (``jv-weight-histograms``): weight distributions, before/after.
 * :class:`FeatureVis`: feature visualisation; :class:`Attribution`: attribution maps.
+* :class:`ActivationAtlas` (``jv-activation-atlas``): an activation atlas to zoom and click
+  (also the "atlas" tab of a FeatureVis given a data set).
 * :class:`AttentionExplorer` (``jv-attention``): a ViT's attention per block, head and
   clicked query patch, attention rollout and gradient rollout.
 * :class:`UnitExplorer` (``jv-unit-explorer``): one unit's synthetic image, top-9 images
@@ -27,6 +29,7 @@ Example::
 """
 
 from jaxvis.widgets._errors import ErrorBox
+from jaxvis.widgets.atlas import ActivationAtlas
 from jaxvis.widgets.attention import AttentionExplorer
 from jaxvis.widgets.attribution import Attribution
 from jaxvis.widgets.channel_grid import ChannelGrid, GridSpec, LayerGrids
@@ -40,6 +43,7 @@ from jaxvis.widgets.training_replay import TrainingReplay
 from jaxvis.widgets.unit_explorer import UnitExplorer
 
 __all__ = [
+    "ActivationAtlas",
     "AttentionExplorer",
     "Attribution",
     "ChannelGrid",

@@ -11,12 +11,17 @@ as PNG and the run as an animated GIF. Every value is a traced input of the comp
 moving a slider and running again does not compile again. A ViT's token layers are offered too: a
 channel there is the mean over the patch tokens, a neuron one patch of the grid.
 
+Given a data set (``dataset=``), a "compare with the data set" strip shows the unit's
+visualisation next to its top-9 images (:func:`jaxvis.dataset.top_k`, computed once per layer
+and kept), and a second tab holds an :class:`~jaxvis.widgets.ActivationAtlas` of the data set.
+
 Example::
 
     import jaxvis as jv
     zoo = jv.zoo.load("mnist_cnn")
     fv = jv.widgets.FeatureVis(zoo.probe, layer="conv5", channel=3)
     fv                       # press Run; or fv.run(wait=True) from code
+    fv = jv.widgets.FeatureVis(zoo.probe, dataset=zoo.x_test[:500], labels=zoo.y_test[:500])
 """
 
 from __future__ import annotations
@@ -30,16 +35,20 @@ import bqplot as bq
 import ipywidgets as W
 import numpy as np
 
+from jaxvis import dataset as _dataset
 from jaxvis import optvis, render
 from jaxvis.layout import default_spatial_layer, unit_layers
 from jaxvis.optvis import objectives as O
-from jaxvis.widgets._common import check_probe, empty_message
+from jaxvis.widgets._common import check_images, check_probe, empty_message
 from jaxvis.widgets._errors import ErrorBox
+from jaxvis.widgets.atlas import ActivationAtlas
 
 __all__ = ["FeatureVis", "preview_image"]
 
 #: The longer side (px) a single preview image is upscaled to at least.
 PREVIEW_PX = 224
+#: Data set images shown next to a unit's visualisation in the compare strip.
+COMPARE_K = 9
 #: Whole-layer mode optimises at most this many channels at once, and at most
 #: :data:`GRID_PIXELS` input pixels in all (16 images of 224x224); preview tiles at most
 #: :data:`GRID_TILE_PX` px.
@@ -91,6 +100,9 @@ class FeatureVis(W.VBox):
         steps: optimisation steps of a run.
         preview_every: steps between preview updates (a chunk of the run).
         out_dir: where Save writes ``<name>.png`` and ``<name>.gif``.
+        dataset: ``(N, H, W, C)`` images in the model's input range: adds the "compare with
+            the data set" strip and the atlas tab (:attr:`atlas`).
+        labels: ``(N,)`` classes of ``dataset`` for the atlas (default: the predictions).
 
     Example::
 
@@ -107,6 +119,8 @@ class FeatureVis(W.VBox):
         steps: int = 256,
         preview_every: int = 16,
         out_dir: str | os.PathLike[str] = ".",
+        dataset: Any = None,
+        labels: Any = None,
     ) -> None:
         self.probe = check_probe(probe)
         if probe.input_shape is None:
@@ -249,9 +263,25 @@ class FeatureVis(W.VBox):
         )
         buttons = W.HBox([self.run_button, self.stop_button, self.save_button, self.name])
         view = W.HBox([self.preview, self.figure], layout=W.Layout(align_items="flex-start"))
-        super().__init__(
-            [W.HBox([unit_box, opt_box]), buttons, self.progress, self.status, view, self.error]
-        )
+        self.dataset = None if dataset is None else check_images(dataset, self.probe, "dataset")
+        self._top: dict[str, Any] = {}
+        self.compare_title = W.HTML("")
+        self.compare = W.Image(format="png")
+        self.compare.add_class("jv-fv-compare")
+        parts = [W.HBox([unit_box, opt_box]), buttons, self.progress, self.status, view]
+        self.atlas: ActivationAtlas | None = None
+        if self.dataset is None:
+            super().__init__([*parts, self.error])
+        else:
+            parts.append(W.VBox([self.compare_title, self.compare]))
+            self.atlas = ActivationAtlas(
+                self.probe, self.dataset, labels=labels, layer=self.layer_select.value
+            )
+            self.tabs = W.Tab([W.VBox(parts), self.atlas])
+            self.tabs.set_title(0, "render")
+            self.tabs.set_title(1, "atlas")
+            self.tabs.add_class("jv-fv-tabs")
+            super().__init__([self.tabs, self.error])
         self.add_class("jv-feature-vis")
 
         self.run_button.on_click(self.error.guard(lambda _: self.run()))
@@ -402,6 +432,8 @@ class FeatureVis(W.VBox):
                 f"objective {float(np.mean(res.values)):.3g}"
             )
             self.save_button.disabled = False
+            if self.dataset is not None:
+                self.show_compare()
         except Exception as exc:  # noqa: BLE001 - shown in place, the widget stays usable
             self.error.show(exc, "run")
             self.status.value = "failed"
@@ -430,6 +462,43 @@ class FeatureVis(W.VBox):
         self.curve.y = curve
         self.progress.value = step
         self.progress.description = f"{step} steps"
+
+    # ------------------------------------------------------------ compare with the data set
+
+    def top_images(self, layer: str, channel: int) -> np.ndarray:
+        """The data set's :data:`COMPARE_K` images that excite ``channel`` of ``layer`` most
+        (:func:`jaxvis.dataset.top_k`, computed once per layer)."""
+        if self.dataset is None:
+            raise ValueError("no data set: create the FeatureVis with dataset=images")
+        if layer not in self._top:
+            self._top[layer] = _dataset.top_k(
+                self.probe, self.dataset, layer, k=COMPARE_K, progress=False
+            )
+        return self._top[layer].images(self.dataset, channel)
+
+    def show_compare(self) -> None:
+        """Show the unit's visualisation next to its top-9 data set images (the strip)."""
+        if self.target.value == "class" or self.result is None:
+            self.compare_title.value = "compare with the data set: pick a channel or a neuron"
+            self.compare.value = b""
+            return
+        layer, channel = self.layer_select.value, int(self.channel_slider.value)
+        images = self.result.images
+        if self.whole_layer.value:
+            block = self.grid_channels()
+            images = images[block.index(channel) : block.index(channel) + 1]
+        lo, hi = np.asarray(self.probe.input_low), np.asarray(self.probe.input_high)
+        top = np.clip((self.top_images(layer, channel) - lo) / (hi - lo), 0.0, 1.0)
+        tiles = np.concatenate([images[:1], top])
+        if tiles.shape[-1] not in (1, 3):
+            tiles = tiles[..., :1]
+        scale = max(1, -(-64 // max(tiles.shape[1:3])))
+        strip = render.grid(tiles, ncols=len(tiles), normalize="none", spacing=4, scale=scale)
+        self.compare.value = render.png_bytes(strip)
+        self.compare_title.value = (
+            f"<b>compare with the data set</b>: {layer} channel {channel}, its visualisation "
+            f"(left) and the {len(top)} images that excite it most"
+        )
 
     # ------------------------------------------------------------ saving
 
