@@ -18,6 +18,7 @@ from jaxvis.attribution.attention import (
     gradient_rollout,
 )
 from jaxvis.attribution.baselines import blur, make_baselines
+from jaxvis.attribution.cams import grad_cam_plus_plus, layer_cam, score_cam
 from jaxvis.attribution.gradcam import grad_cam
 from jaxvis.attribution.gradients import guided_backprop, input_x_gradient, saliency, smoothgrad
 from jaxvis.attribution.integrated import integrated_gradients, interior_gradients
@@ -39,9 +40,11 @@ __all__ = [
     "attention_rollout",
     "blur",
     "grad_cam",
+    "grad_cam_plus_plus",
     "gradient_rollout",
     "guided_backprop",
     "input_x_gradient",
+    "layer_cam",
     "localisation",
     "integrated_gradients",
     "interior_gradients",
@@ -53,6 +56,7 @@ __all__ = [
     "randomise",
     "register",
     "saliency",
+    "score_cam",
     "smoothgrad",
     "spearman",
     "ssim",
