@@ -4,6 +4,7 @@ on the PyTorch twin of each zoo model, same weights), and on a ViT's tokens agai
 
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
 
@@ -24,9 +25,15 @@ from _torch_nets import INPUT_SHIFT, torch_twin  # noqa: E402
 LAYERS = {"mnist_cnn": "act6", "shapes_cnn": "conv6"}
 
 
+@functools.cache
+def load(name: str):  # noqa: ANN201
+    """One zoo model per test module: jaxvis compiles per probe, so the tests share programs."""
+    return jv.zoo.load(name)
+
+
 @pytest.fixture(scope="module", params=["mnist_cnn", "shapes_cnn"])
 def zoo(request: pytest.FixtureRequest):  # noqa: ANN201
-    z = jv.zoo.load(request.param)
+    z = load(request.param)
     net = torch_twin(z.probe, INPUT_SHIFT.get(request.param, 0.0))
     return request.param, z, net
 
@@ -152,7 +159,7 @@ def test_cams_on_vit_tokens_use_the_patch_grid() -> None:
 
 
 def test_changing_traced_options_compiles_nothing_new() -> None:
-    z = jv.zoo.load("mnist_cnn")
+    z = load("mnist_cnn")
     x = z.x_test[:4]
     grad_cam_plus_plus(z.probe, x, 1)
     layer_cam(z.probe, x, 1)
@@ -169,7 +176,7 @@ def test_changing_traced_options_compiles_nothing_new() -> None:
 
 
 def test_bad_options_are_refused_before_compiling() -> None:
-    z = jv.zoo.load("mnist_cnn")
+    z = load("mnist_cnn")
     x = z.x_test[:2]
     before = trace_counts()
     for fn in (grad_cam_plus_plus, layer_cam, score_cam):

@@ -4,6 +4,7 @@ from plain ``jax.grad`` of the probe's logits, written here."""
 
 from __future__ import annotations
 
+import functools
 import types
 
 import jax
@@ -18,6 +19,12 @@ import jaxvis as jv
 from jaxvis.attribution import blur_ig, guided_ig, integrated_gradients, trace_counts, xrai
 
 GRADS = saliency.INPUT_OUTPUT_GRADIENTS
+
+
+@functools.cache
+def load(name: str):  # noqa: ANN201
+    """One zoo model per test module: jaxvis compiles per probe, so the tests share programs."""
+    return jv.zoo.load(name)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -35,7 +42,7 @@ def pair_on_numpy_2():
 
 @pytest.fixture(scope="module", params=["mnist_cnn", "shapes_cnn"])
 def zoo(request: pytest.FixtureRequest):  # noqa: ANN201
-    return request.param, jv.zoo.load(request.param)
+    return request.param, load(request.param)
 
 
 def call_model(probe: jv.Probe):  # noqa: ANN201
@@ -74,13 +81,13 @@ def test_blur_ig_equals_pair(zoo) -> None:
     x, y = z.x_test[:2], z.y_test[:2].astype(np.int32)
     fn = call_model(z.probe)
     res = blur_ig(z.probe, x, y, steps=20)  # PAIR's max_sigma=50, grad_step=0.01
-    root = blur_ig(z.probe, x, y, steps=12, max_sigma=6.0, sqrt=True, batch_size=5)
+    root = blur_ig(z.probe, x, y, steps=20, max_sigma=6.0, sqrt=True)  # traced: same program
     for i in range(len(x)):
         args = {"target": int(y[i])}
         want = saliency.BlurIG().GetMask(x[i], fn, args, steps=20, batch_size=20)
         close(res.values[i], want, BLUR_TOL[name])
         # PAIR scales a batch by the last step's sigma difference: batch 1 with sqrt spacing
-        want = saliency.BlurIG().GetMask(x[i], fn, args, max_sigma=6, steps=12, sqrt=True)
+        want = saliency.BlurIG().GetMask(x[i], fn, args, max_sigma=6, steps=20, sqrt=True)
         close(root.values[i], want, BLUR_TOL[name])
     blurred = np.stack([ndimage.gaussian_filter(im, (50, 50, 0), mode="constant") for im in x])
     f_b = np.asarray(z.probe(blurred))[np.arange(2), y]
@@ -133,39 +140,41 @@ def test_xrai_equals_pair(zoo) -> None:
 
 
 def test_xrai_takes_given_segments() -> None:
-    z = jv.zoo.load("mnist_cnn")
-    x, y = z.x_test[:1], z.y_test[:1].astype(np.int32)
+    z = load("mnist_cnn")
+    x, y = z.x_test[:2], z.y_test[:2].astype(np.int32)
     left = np.zeros((28, 28), bool)
     left[:, :14] = True
     masks = np.stack([left, ~left])
-    res = xrai(z.probe, x, y, steps=8, segments=masks)
-    attr = np.asarray(res.extra["ig"][0]).max(-1)
-    gains = [attr[left].mean(), attr[~left].mean()]
-    want = np.where(left, gains[0], gains[1])
-    np.testing.assert_allclose(res.values[0, ..., 0], want, rtol=1e-5, atol=1e-7)
-    first = 0 if gains[0] >= gains[1] else 1
-    np.testing.assert_array_equal(res.extra["ranks"][0], np.where(masks[first], 1, 2))
+    res = xrai(z.probe, x, y, steps=10, segments=masks)
+    for i in range(2):
+        attr = np.asarray(res.extra["ig"][i]).max(-1)
+        gains = [attr[left].mean(), attr[~left].mean()]
+        want = np.where(left, gains[0], gains[1])
+        np.testing.assert_allclose(res.values[i, ..., 0], want, rtol=1e-5, atol=1e-7)
+        first = 0 if gains[0] >= gains[1] else 1
+        np.testing.assert_array_equal(res.extra["ranks"][i], np.where(masks[first], 1, 2))
 
 
 def test_changing_traced_options_compiles_nothing_new() -> None:
-    z = jv.zoo.load("mnist_cnn")
+    z = load("mnist_cnn")
     x = z.x_test[:2]
-    blur_ig(z.probe, x, 1, steps=8)
+    # the shapes of the tests above: run with them, nothing here compiles at all
+    blur_ig(z.probe, x, 1, steps=20)
     guided_ig(z.probe, x, 1, steps=8)
     left = np.zeros((28, 28), bool)
     left[:, :10] = True
-    xrai(z.probe, x, 1, steps=4, segments=np.stack([left, ~left]))
+    xrai(z.probe, x, 1, steps=10, segments=np.stack([left, ~left]))
     before = trace_counts()
-    blur_ig(z.probe, x, [3, 4], steps=8, max_sigma=3.0, grad_step=0.1, sqrt=True)
+    blur_ig(z.probe, x, [3, 4], steps=20, max_sigma=3.0, grad_step=0.1, sqrt=True)
     guided_ig(z.probe, x, [3, 4], steps=11, fraction=0.5, max_dist=0.3, baseline="white")
-    xrai(z.probe, x, 2, steps=4, segments=np.stack([~left, left]), area_threshold=0.5)
+    xrai(z.probe, x, 2, steps=10, segments=np.stack([~left, left]), area_threshold=0.5)
     assert trace_counts() == before
     assert jv.attribution.get_method("blur_ig").family == "path"
     assert set(jv.attribution.methods("path")) >= {"blur_ig", "guided_ig", "xrai"}
 
 
 def test_bad_options_are_refused_before_compiling() -> None:
-    z = jv.zoo.load("mnist_cnn")
+    z = load("mnist_cnn")
     x = z.x_test[:1]
     before = trace_counts()
     for fn in (blur_ig, guided_ig, xrai):

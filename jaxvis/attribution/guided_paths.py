@@ -210,9 +210,10 @@ def guided_ig(
     x = _checks.check_images(probe, x)
     steps = _checks.check_positive_int(steps, "steps")
     fraction = check_number(fraction, "fraction", 0.0, 1.0)
-    max_dist = float(max_dist) if isinstance(max_dist, int | float) else max_dist
-    if not isinstance(max_dist, float) or isinstance(max_dist, bool) or not 0 <= max_dist <= 1:
+    number = isinstance(max_dist, int | float | np.integer | np.floating)
+    if isinstance(max_dist, bool) or not number or not 0 <= max_dist <= 1:
         raise ValueError(f"max_dist must be a number in [0, 1], got {max_dist!r}")
+    max_dist = float(max_dist)
     if isinstance(baseline, list):
         raise ValueError("guided_ig takes one baseline, not a list")
     tgt = _checks.resolve_target(probe, x, target)
