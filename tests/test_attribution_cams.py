@@ -160,14 +160,14 @@ def test_cams_on_vit_tokens_use_the_patch_grid() -> None:
 
 def test_changing_traced_options_compiles_nothing_new() -> None:
     z = load("mnist_cnn")
-    x = z.x_test[:4]
+    x = z.x_test[:6]  # the shapes of the tests above: with them, nothing here compiles
     grad_cam_plus_plus(z.probe, x, 1)
     layer_cam(z.probe, x, 1)
-    score_cam(z.probe, x, 1, batch_size=4)
+    score_cam(z.probe, x[:3], 1, batch_size=5)
     before = trace_counts()
-    grad_cam_plus_plus(z.probe, x, [2, 3, 4, 5], relu=False, eps=1e-3)
+    grad_cam_plus_plus(z.probe, x, [2, 3, 4, 5, 6, 7], relu=False, eps=1e-3)
     layer_cam(z.probe, x, None, relu=False)
-    score_cam(z.probe, x, 7, batch_size=4, softmax=False, relu=False)
+    score_cam(z.probe, x[:3], 7, batch_size=5, softmax=False, relu=False, baseline="white")
     after = trace_counts()
     for name in ("grad_cam_plus_plus", "layer_cam", "score_cam"):
         assert after[name] == before[name], name

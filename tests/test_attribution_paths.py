@@ -197,6 +197,10 @@ def test_bad_options_are_refused_before_compiling() -> None:
         xrai(z.probe, x, 1, area_threshold=0.0)
     with pytest.raises(ValueError, match="segments must have shape"):
         xrai(z.probe, x, 1, segments=np.ones((2, 5, 5), bool))
+    with pytest.raises(ValueError, match="scales must be a non-empty sequence"):
+        xrai(z.probe, x, 1, scales=())
+    with pytest.raises(ValueError, match="dilation must be an int >= 0"):
+        xrai(z.probe, x, 1, dilation=-1)
     with pytest.raises(TypeError, match="segments must be a bool array"):
         xrai(z.probe, x, 1, segments=np.ones((2, 28, 28)))
     with pytest.raises(ValueError, match="target class 10"):

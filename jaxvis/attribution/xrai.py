@@ -154,7 +154,8 @@ def xrai(
     Felzenszwalb ones. ``area_threshold`` and ``min_pixel_diff`` are traced; the number of
     masks is padded to a power of two, so most images share one program.
 
-    Returns ``values (N, H, W, 1)``, ``extra["ranks"] (N, H, W)`` (1 = the first region),
+    Returns ``values (N, H, W, 1)`` (registered as a map: ``extra["layer_map"]`` is the same
+    ``(N, H, W)``, at the input's resolution), ``extra["ranks"] (N, H, W)`` (1 = first),
     ``extra["ig"]`` (the IG attribution) and ``extra["ig_delta"]`` (its completeness gap).
 
     Example::
@@ -171,6 +172,8 @@ def xrai(
         raise ValueError(f"area_threshold must be in (0, 1], got {area_threshold}")
     n, size = x.shape[0], tuple(x.shape[1:3])
     masks = _check_segments(segments, n, size)
+    if masks is None:
+        _check_segmentation(scales, resize, dilation)
     tgt = _checks.resolve_target(probe, x, target)
     specs = list(baseline) if isinstance(baseline, tuple | list) else [baseline]
     base = make_baselines(probe, x, specs)
@@ -201,7 +204,7 @@ def xrai(
             "min_pixel_diff": min_pixel_diff,
             "segments": "given" if segments is not None else f"felzenszwalb{tuple(scales)}",
         },
-        extra={"ranks": ranks, "ig": ig, "ig_delta": ig_delta},
+        extra={"layer_map": values, "ranks": ranks, "ig": ig, "ig_delta": ig_delta},
     )
 
 
@@ -234,6 +237,21 @@ def _stack(per_image: list[np.ndarray]) -> np.ndarray:
     for i, m in enumerate(per_image):
         out[i, : m.shape[0]] = m
     return out
+
+
+def _check_segmentation(scales: Any, resize: Any, dilation: Any) -> None:
+    values = np.asarray(scales, dtype=object).ravel() if np.ndim(scales) else [scales]
+    if not len(values) or not all(
+        isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool) and v > 0
+        for v in values
+    ):
+        raise ValueError(f"scales must be a non-empty sequence of numbers > 0, got {scales!r}")
+    if resize is not None:
+        _checks.check_positive_int(resize, "resize")
+    if isinstance(dilation, bool) or not isinstance(dilation, int) or dilation < 0:
+        raise ValueError(
+            f"dilation must be an int >= 0 (a disk radius in pixels), got {dilation!r}"
+        )
 
 
 def _check_segments(segments: Any, n: int, size: tuple[int, int]) -> np.ndarray | None:
