@@ -177,10 +177,11 @@ def xrai(
     tgt = _checks.resolve_target(probe, x, target)
     specs = list(baseline) if isinstance(baseline, tuple | list) else [baseline]
     base = make_baselines(probe, x, specs)
+    # dispatched first: JAX computes IG asynchronously while the host segments the images
+    ig, ig_delta = _pair_ig(probe, x, tgt, base, steps, batch_size, params)
     if masks is None:
         found = [felzenszwalb_masks(im, scales, resize=resize, dilation=dilation) for im in x]
         masks = _stack(found)
-    ig, ig_delta = _pair_ig(probe, x, tgt, base, steps, batch_size, params)
 
     def build() -> Any:
         def kernel(ig: jax.Array, masks: jax.Array, area: jax.Array, pixels: jax.Array):
