@@ -13,10 +13,12 @@ import numpy as np
 import pytest
 import saliency.core as saliency
 import saliency.core.guided_ig as pair_guided_ig
+import saliency.core.xrai as pair_xrai
 from scipy import ndimage
 
 import jaxvis as jv
 from jaxvis.attribution import blur_ig, guided_ig, integrated_gradients, trace_counts, xrai
+from jaxvis.attribution.xrai import felzenszwalb_masks
 
 GRADS = saliency.INPUT_OUTPUT_GRADIENTS
 
@@ -121,8 +123,16 @@ def test_xrai_equals_pair(zoo) -> None:
     name, z = zoo
     x, y = z.x_test[:2], z.y_test[:2].astype(np.int32)
     fn = call_model(z.probe)
-    res = xrai(z.probe, x, y, steps=10)
-    part = xrai(z.probe, x, y, steps=10, area_threshold=0.3, min_pixel_diff=20)
+    # PAIR's own segmentation (its private helper), once per image: jaxvis's masks equal it
+    pair_segs = [pair_xrai._get_segments_felzenszwalb(im) for im in x]
+    ours = [felzenszwalb_masks(im) for im in x]
+    for want, got in zip(pair_segs, ours, strict=True):
+        np.testing.assert_array_equal(got, np.stack(want))
+    res = xrai(z.probe, x, y, steps=10)  # segments found by jaxvis
+    padded = np.zeros((2, max(len(m) for m in ours), *x.shape[1:3]), bool)
+    for i, m in enumerate(ours):
+        padded[i, : len(m)] = m
+    part = xrai(z.probe, x, y, steps=10, segments=padded, area_threshold=0.3, min_pixel_diff=20)
     for i in range(len(x)):
         args = {"target": int(y[i])}
         baselines = [np.zeros_like(x[i]), np.ones_like(x[i])]  # black and white here
@@ -131,8 +141,9 @@ def test_xrai_equals_pair(zoo) -> None:
             params.experimental_params["min_pixel_diff"] = pixels
             params.return_xrai_segments = params.return_ig_attributions = True
             out = saliency.XRAI().GetMaskWithDetails(
-                x[i], fn, args, baselines=baselines, batch_size=10, extra_parameters=params
-            )
+                x[i], fn, args, baselines=baselines, segments=pair_segs[i], batch_size=10,
+                extra_parameters=params,
+            )  # fmt: skip
             close(got.extra["ig"][i], np.mean(out.ig_attribution, 0), 1e-5)
             close(got.values[i, ..., 0], out.attribution_mask, 1e-5)
             np.testing.assert_array_equal(got.extra["ranks"][i], out.segments)

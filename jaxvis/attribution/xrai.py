@@ -64,9 +64,9 @@ def felzenszwalb_masks(
     from skimage.segmentation import felzenszwalb
     from skimage.transform import resize as resize_image
 
-    im = np.asarray(image, np.float64)
+    im = np.asarray(image)  # rescaled in its own dtype, as PAIR does (segments depend on it)
     lo, hi = im.min(), im.max()
-    im = 2.0 * (im - lo) / (hi - lo) - 1.0 if hi > lo else np.zeros_like(im)
+    im = (im - lo) / (hi - lo) * 2.0 - 1.0 if hi > lo else np.zeros_like(im)
     shape = im.shape[:2]
     if resize is not None:
         im = resize_image(
