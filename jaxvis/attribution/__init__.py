@@ -18,14 +18,17 @@ from jaxvis.attribution.attention import (
     gradient_rollout,
 )
 from jaxvis.attribution.baselines import blur, make_baselines
+from jaxvis.attribution.cams import grad_cam_plus_plus, layer_cam, score_cam
 from jaxvis.attribution.gradcam import grad_cam
 from jaxvis.attribution.gradients import guided_backprop, input_x_gradient, saliency, smoothgrad
+from jaxvis.attribution.guided_paths import blur_ig, guided_ig
 from jaxvis.attribution.integrated import integrated_gradients, interior_gradients
 from jaxvis.attribution.metrics import spearman, ssim
 from jaxvis.attribution.quadrature import METHODS, nodes
 from jaxvis.attribution.registry import FAMILIES, Method, attribute, get_method, methods, register
 from jaxvis.attribution.result import Attribution
 from jaxvis.attribution.sanity import localisation, randomisation_test, randomise
+from jaxvis.attribution.xrai import xrai
 
 __all__ = [
     "FAMILIES",
@@ -38,10 +41,14 @@ __all__ = [
     "attention_map",
     "attention_rollout",
     "blur",
+    "blur_ig",
     "grad_cam",
+    "grad_cam_plus_plus",
     "gradient_rollout",
+    "guided_ig",
     "guided_backprop",
     "input_x_gradient",
+    "layer_cam",
     "localisation",
     "integrated_gradients",
     "interior_gradients",
@@ -53,8 +60,10 @@ __all__ = [
     "randomise",
     "register",
     "saliency",
+    "score_cam",
     "smoothgrad",
     "spearman",
     "ssim",
     "trace_counts",
+    "xrai",
 ]
