@@ -18,9 +18,11 @@ from jaxvis.attribution.attention import (
     gradient_rollout,
 )
 from jaxvis.attribution.baselines import blur, make_baselines
+from jaxvis.attribution.deeplift import deeplift
 from jaxvis.attribution.gradcam import grad_cam
 from jaxvis.attribution.gradients import guided_backprop, input_x_gradient, saliency, smoothgrad
 from jaxvis.attribution.integrated import integrated_gradients, interior_gradients
+from jaxvis.attribution.lrp import COMPOSITES, RULES, lrp, lrp_rules
 from jaxvis.attribution.metrics import spearman, ssim
 from jaxvis.attribution.quadrature import METHODS, nodes
 from jaxvis.attribution.registry import FAMILIES, Method, attribute, get_method, methods, register
@@ -28,21 +30,26 @@ from jaxvis.attribution.result import Attribution
 from jaxvis.attribution.sanity import localisation, randomisation_test, randomise
 
 __all__ = [
+    "COMPOSITES",
     "FAMILIES",
     "HEAD_FUSIONS",
     "METHODS",
     "Attribution",
     "Method",
+    "RULES",
     "attribute",
     "attention_layers",
     "attention_map",
     "attention_rollout",
     "blur",
+    "deeplift",
     "grad_cam",
     "gradient_rollout",
     "guided_backprop",
     "input_x_gradient",
     "localisation",
+    "lrp",
+    "lrp_rules",
     "integrated_gradients",
     "interior_gradients",
     "get_method",

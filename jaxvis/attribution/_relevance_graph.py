@@ -12,6 +12,8 @@ value) gets a role:
   BatchNorm canonisation (zennit's ``SequentialMergeBatchNorm``) for any layer a chain follows.
 * ``activation``: a named elementwise non-linearity (``jax.nn.relu``, ``elu``, ``tanh``, ...).
 * ``residual``: the sum (or difference) of two live values of one shape (a skip connection).
+* ``max``: max pooling, ``reduce_window_max``/``reduce_max``, or a sum over a selection by
+  a mask computed from the input (the zoo's ``MaxPool``), whose gradient LRP uses as it is;
 * ``plain``: a structural or piecewise-linear equation (reshape, transpose, max pooling,
   padding, indexing, adding a constant) whose own gradient is used.
 
@@ -87,7 +89,14 @@ class Graph:
     invars: list[Any]
     outvars: list[Any]
     layers: dict[int, LayerGroup]  # keyed by the equation where the layer is evaluated
-    roles: dict[int, str]  # "activation", "residual", "skip" (inside a layer), "plain"
+    roles: dict[int, str]  # "layer", "activation", "residual", "max", "plain"
+    #: a max pooling written as a masked sum: the sum's index -> the select's index
+    selects: dict[int, int]
+    live: set[Any]  # the float values that depend on the input
+
+    def live_index(self, eqn: Any) -> int:
+        """The position of ``eqn``'s first live operand."""
+        return next(k for k, v in enumerate(eqn.invars) if _is_var(v) and v in self.live)
 
     @property
     def weighted(self) -> list[LayerGroup]:
@@ -134,7 +143,10 @@ def _build(probe: Any, shape: tuple[int, ...], method: str) -> Graph:
     model_out, layer_vars = outvars[0], outvars[1:]
     x_var = jaxpr.invars[-1]
     live = {x_var}
+    tainted = {x_var}  # depends on the input at all (masks and indices too)
     for eqn in eqns:
+        if any(_is_var(v) and v in tainted for v in eqn.invars):
+            tainted.update(eqn.outvars)
         if eqn.primitive.name == "stop_gradient":
             continue
         if any(_is_var(v) and v in live for v in eqn.invars):
@@ -163,6 +175,7 @@ def _build(probe: Any, shape: tuple[int, ...], method: str) -> Graph:
     is_live = lambda v: _is_var(v) and v in live  # noqa: E731
     layers: dict[int, LayerGroup] = {}
     roles: dict[int, str] = {}
+    selects: dict[int, int] = {}
     for i, eqn in enumerate(eqns):
         if i in roles or not any(is_live(v) for v in eqn.invars):
             continue
@@ -177,7 +190,19 @@ def _build(probe: Any, shape: tuple[int, ...], method: str) -> Graph:
             chain = _chain(eqns, eqn.outvars[0], uses, user, is_live, model_out)
             if kind == "sum":  # a sum counts as mean pooling only when divided (a mean)
                 if not chain:
-                    roles[i] = "plain"
+                    j = produced.get(eqn.invars[0])
+                    sel = eqns[j] if j is not None else None
+                    masked = (
+                        sel is not None
+                        and sel.primitive.name == "select_n"
+                        and _is_var(sel.invars[0])
+                        and sel.invars[0] in tainted
+                        and sum(is_live(v) for v in sel.invars[1:]) == 1
+                        and uses.get(eqn.invars[0]) == 1
+                    )
+                    roles[i] = "max" if masked else "plain"
+                    if masked:
+                        selects[i] = j
                     continue
                 kind = "pool"
             outs = [eqn.outvars[0], *(eqns[j].outvars[0] for j in chain)]
@@ -188,6 +213,8 @@ def _build(probe: Any, shape: tuple[int, ...], method: str) -> Graph:
             roles[i] = "layer"
             for j in chain:
                 roles[j] = "layer"
+        elif name in ("reduce_window_max", "reduce_max") and len(live_in) == 1:
+            roles[i] = "max"
         elif _is_activation(eqn, live_in):
             roles[i] = "activation"
         elif name in ("add", "sub") and len(live_in) == 2:
@@ -214,7 +241,7 @@ def _build(probe: Any, shape: tuple[int, ...], method: str) -> Graph:
             }.get(name, f"applies {name!r}, which has no relevance rule")
             _refuse(method, layer_of(i), what)
     return Graph(eqns, list(closed.consts), list(jaxpr.constvars), list(jaxpr.invars), outvars[:1],
-                 layers, roles)
+                 layers, roles, selects, live)
 
 
 def _refuse(method: str, where: tuple[str, str], what: str) -> None:

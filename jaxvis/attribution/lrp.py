@@ -50,7 +50,7 @@ from jaxvis.attribution._relevance_graph import (
 from jaxvis.attribution.registry import register
 from jaxvis.attribution.result import Attribution
 
-__all__ = ["COMPOSITES", "RULES", "lrp", "lrp_rules"]
+__all__ = ["COMPOSITES", "RULES", "folded_forward", "lrp", "lrp_rules"]
 
 RULES = ("epsilon", "gamma", "alpha2_beta1", "alpha1_beta0", "zplus", "zbox", "flat", "wsquare")
 #: composite -> (rule of the first weighted layer or None, rule of convolutions, of dense layers)
@@ -207,8 +207,7 @@ def _kernel(graph: Graph, rules: tuple[str, ...], tgt: _checks.Target) -> Callab
                 return [_layer(graph, group, rule, read, eps, gam, bounds.get(i))]
             role = graph.roles.get(i)
             if role == "activation":
-                k = next(k for k, v in enumerate(eqn.invars) if k < len(args) and _float(args[k]))
-                return [_pass(eqn, args, k)]
+                return [_pass(eqn, args, graph.live_index(eqn))]
             if role == "residual":
                 return [_split(eqn, args)]
             return None
@@ -220,10 +219,6 @@ def _kernel(graph: Graph, rules: tuple[str, ...], tgt: _checks.Target) -> Callab
         return values, score, values.reshape(values.shape[0], -1).sum(-1)
 
     return run
-
-
-def _float(a: Any) -> bool:
-    return jnp.issubdtype(jnp.result_type(a), jnp.floating) and np.ndim(a) > 0
 
 
 def _pass(eqn: Any, args: list, k: int) -> jax.Array:
@@ -390,3 +385,31 @@ def _redistribute(
     # wsquare: squared folded weights and bias, the input ignored
     s = r / stabilise(a * a * lin(jnp.ones_like(u), w * w) + c * c, STABILISER)
     return transpose(w * w, a * a * s)
+
+
+def folded_forward(probe: Any, x: Any, params: Any = None) -> jax.Array:
+    """The model's output computed with every layer folded as LRP sees it, ``a * lin(u, W) + c``
+    (BatchNorm and biases merged into the layer before it): equal to ``probe(x)`` up to float
+    rounding. For checking the canonisation.
+
+    Example::
+
+        np.allclose(folded_forward(probe, x), probe(x), atol=1e-5)
+    """
+    x = _checks.check_images(probe, x)
+    graph = relevance_graph(probe, tuple(x.shape), "lrp")
+
+    def step(i: int, eqn: Any, args: list | None, read: Callable) -> list | None:
+        if i not in graph.layers:
+            return None
+        group = graph.layers[i]
+        lin_eqn = graph.eqns[group.linear]
+        u = read(lin_eqn.invars[group.x_pos])
+        a, c, _ = _affine(graph, group, read)
+        if group.kind == "pool":
+            return [a * bind(lin_eqn, [u])[0] + c]
+        w = read(lin_eqn.invars[1 - group.x_pos])
+        return [a * bind(lin_eqn, [u, w] if group.x_pos == 0 else [w, u])[0] + c]
+
+    params = probe.params if params is None else params
+    return jax.jit(lambda p, xx: evaluate(graph, p, xx, step, grouped=True))(params, x)
