@@ -16,10 +16,15 @@ from flax import linen as nn
 from flax import nnx
 
 import jaxvis as jv
-from jaxvis.attribution import deeplift, lrp, lrp_rules, trace_counts
+from jaxvis.attribution import deeplift, lrp, trace_counts
+from jaxvis.zoo.models import host_init
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from _torch_nets import INPUT_SHIFT, torch_twin  # noqa: E402
+from _torch_nets import (  # noqa: E402
+    INPUT_SHIFT,
+    _GlobalAvgPool,  # noqa: E402
+    torch_twin,
+)
 from _zennit_shim import zennit  # noqa: E402, F401
 from zennit.attribution import Gradient  # noqa: E402
 from zennit.composites import (  # noqa: E402
@@ -29,8 +34,6 @@ from zennit.composites import (  # noqa: E402
 )
 from zennit.rules import Epsilon, Norm, Pass  # noqa: E402
 from zennit.types import Activation, AvgPool, Convolution  # noqa: E402
-
-from _torch_nets import _GlobalAvgPool  # noqa: E402
 
 
 @pytest.fixture(scope="module", params=["mnist_cnn", "shapes_cnn"])
@@ -63,8 +66,13 @@ def test_lrp_equals_zennit(zoo) -> None:
     shift = INPUT_SHIFT.get(zoo.name, 0.0)  # the conv1 input range, in the twin's own terms
     composites = {
         "epsilon": LayerMapComposite(
-            GAP + [(Activation, Pass()), (AvgPool, Norm()), (Convolution, Epsilon(1e-3)),
-                   (torch.nn.Linear, Epsilon(1e-3))]
+            GAP
+            + [
+                (Activation, Pass()),
+                (AvgPool, Norm()),
+                (Convolution, Epsilon(1e-3)),
+                (torch.nn.Linear, Epsilon(1e-3)),
+            ]
         ),
         "epsilon_alpha2_beta1": EpsilonAlpha2Beta1(epsilon=1e-3, layer_map=GAP),
         "epsilon_gamma_box": EpsilonGammaBox(
@@ -118,12 +126,17 @@ class _BiasFree(nnx.Module):
         return self.dense(jnp.mean(x, axis=(1, 2)))
 
 
+def _host(model_fn) -> nnx.Module:
+    """An NNX model with its parameters drawn on the host (no JAX random compiles)."""
+    return host_init(nnx.eval_shape(lambda: model_fn(nnx.Rngs(0))), seed=0, kernel_gain=2.0)
+
+
 def _positive_images(n: int, shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).uniform(0.0, 1.0, (n, *shape)).astype(np.float32)
 
 
 def test_conservation_bias_free() -> None:
-    probe = jv.Probe(_BiasFree(nnx.Rngs(0)), input_shape=(12, 12, 2))
+    probe = jv.Probe(_host(_BiasFree), input_shape=(12, 12, 2))
     x = _positive_images(3, (12, 12, 2))
     out = np.asarray(probe(x))
     target = out.argmax(-1)  # positive logits: z+ conserves relevance of a positive score
@@ -145,7 +158,9 @@ def test_linear_model_gives_w_times_x() -> None:
     x = np.random.default_rng(2).normal(size=(2, 5, 5, 3)).astype(np.float32)
     res = lrp(probe, x, np.array([0, 3]), composite="epsilon", epsilon=0.0)
     expected = x.reshape(2, -1) * w[:, [0, 3]].T
-    np.testing.assert_allclose(np.asarray(res.values).reshape(2, -1), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(res.values).reshape(2, -1), expected, rtol=1e-5, atol=1e-6
+    )
 
 
 def test_bad_options_raise_before_compiling() -> None:
@@ -177,7 +192,7 @@ class _Gated(nnx.Module):
 
 
 def test_unsupported_layer_is_named() -> None:
-    probe = jv.Probe(_Gated(nnx.Rngs(0)), input_shape=(6, 6, 1))
+    probe = jv.Probe(_host(_Gated), input_shape=(6, 6, 1))
     with pytest.raises(ValueError, match=r"lrp cannot handle layer .*multiplies two activations"):
         lrp(probe, np.zeros((1, 6, 6, 1), np.float32), 0)
 
@@ -202,8 +217,14 @@ class _Block(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        y = nn.relu(nn.BatchNorm(use_running_average=True)(nn.Conv(self.features, (3, 3), use_bias=self.bias)(x)))
-        y = nn.BatchNorm(use_running_average=True)(nn.Conv(self.features, (3, 3), use_bias=self.bias)(y))
+        y = nn.relu(
+            nn.BatchNorm(use_running_average=True)(
+                nn.Conv(self.features, (3, 3), use_bias=self.bias)(x)
+            )
+        )
+        y = nn.BatchNorm(use_running_average=True)(
+            nn.Conv(self.features, (3, 3), use_bias=self.bias)(y)
+        )
         return nn.relu(x + y)
 
 
@@ -214,7 +235,9 @@ class _ResNet(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        x = nn.relu(nn.BatchNorm(use_running_average=True)(nn.Conv(8, (3, 3), use_bias=self.bias)(x)))
+        x = nn.relu(
+            nn.BatchNorm(use_running_average=True)(nn.Conv(8, (3, 3), use_bias=self.bias)(x))
+        )
         x = nn.max_pool(x, (2, 2), (2, 2))
         x = _Block(8, self.bias)(x)
         x = _Block(8, self.bias)(x)
@@ -222,27 +245,23 @@ class _ResNet(nn.Module):
 
 
 def _resnet(bias: bool) -> jv.Probe:
+    """Random weights drawn on the host (no JAX random-number compiles); BatchNorm with
+    non-trivial statistics, or (``bias=False``) zero means and shifts: a bias-free net."""
     module = _ResNet(bias=bias)
-    variables = module.init(jax.random.key(0), jnp.zeros((1, 16, 16, 3)))
+    shapes = jax.eval_shape(module.init, jax.random.key(0), jnp.zeros((1, 16, 16, 3)))
     rng = np.random.default_rng(3)
 
-    def redraw(path, v):
+    def draw(path, v):
         key = path[-1].key
-        if key == "mean":
-            return jnp.asarray(rng.normal(0, 0.1, v.shape), jnp.float32)
-        if key == "var":
-            return jnp.asarray(rng.uniform(0.5, 1.5, v.shape), jnp.float32)
-        if key == "scale":
-            return jnp.asarray(rng.uniform(0.5, 1.5, v.shape), jnp.float32)
-        if key == "bias":
-            return jnp.asarray(rng.normal(0, 0.1, v.shape) if bias else np.zeros(v.shape), jnp.float32)
-        return v
+        if key == "kernel":
+            value = rng.normal(0, np.sqrt(2.0 / np.prod(v.shape[:-1])), v.shape)
+        elif key in ("scale", "var"):
+            value = rng.uniform(0.5, 1.5, v.shape)
+        else:  # bias, mean
+            value = rng.normal(0, 0.1, v.shape) if bias else np.zeros(v.shape)
+        return jnp.asarray(value, jnp.float32)
 
-    variables = jax.tree_util.tree_map_with_path(redraw, variables)
-    if not bias:  # bias-free: BatchNorm with zero mean and shift scales only
-        variables = jax.tree_util.tree_map_with_path(
-            lambda p, v: jnp.zeros_like(v) if p[-1].key == "mean" else v, variables
-        )
+    variables = jax.tree_util.tree_map_with_path(draw, shapes)
     return jv.Probe(module, variables, input_shape=(16, 16, 3))
 
 
@@ -255,7 +274,7 @@ def test_batchnorm_folding_leaves_the_forward_unchanged() -> None:
     graph = relevance_graph(probe, x.shape, "lrp")
     names = [g.name for g in graph.weighted]
     assert len(names) == 6 and names[0] == "Conv_0"  # BN folded in: no BatchNorm layers
-    assert {len(g.chain) for g in graph.weighted[:-1]} == {3}  # BN: sub, mul, add
+    assert {len(g.chain) for g in graph.weighted[:-1]} == {4}  # bias, BN: sub, mul, add
     np.testing.assert_allclose(
         np.asarray(folded_forward(probe, x)), np.asarray(probe(x)), rtol=1e-5, atol=1e-5
     )

@@ -240,8 +240,17 @@ def _build(probe: Any, shape: tuple[int, ...], method: str) -> Graph:
                 "conv_general_dilated": "convolves with a kernel computed from the input",
             }.get(name, f"applies {name!r}, which has no relevance rule")
             _refuse(method, layer_of(i), what)
-    return Graph(eqns, list(closed.consts), list(jaxpr.constvars), list(jaxpr.invars), outvars[:1],
-                 layers, roles, selects, live)
+    return Graph(
+        eqns,
+        list(closed.consts),
+        list(jaxpr.constvars),
+        list(jaxpr.invars),
+        outvars[:1],
+        layers,
+        roles,
+        selects,
+        live,
+    )
 
 
 def _refuse(method: str, where: tuple[str, str], what: str) -> None:

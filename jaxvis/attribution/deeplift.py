@@ -24,11 +24,16 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jaxvis.attribution import _checks
 from jaxvis.attribution._core import cached_jit, count_trace
-from jaxvis.attribution._relevance_graph import Graph, bind, evaluate, relevance_graph, with_backward
+from jaxvis.attribution._relevance_graph import (
+    Graph,
+    bind,
+    evaluate,
+    relevance_graph,
+    with_backward,
+)
 from jaxvis.attribution.baselines import describe, make_baselines
 from jaxvis.attribution.registry import register
 from jaxvis.attribution.result import Attribution

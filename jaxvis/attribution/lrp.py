@@ -173,7 +173,11 @@ def lrp(
     params = probe.params if params is None else params
     values, score, total = run(params, x, tgt.index, eps, gam, lo, hi)
     settings = {"composite": composite if isinstance(composite, str) else "custom"}
-    settings.update(epsilon=eps, gamma=gam, rules=dict(zip([g.name for g in graph.weighted], rules, strict=True)))
+    settings.update(
+        epsilon=eps,
+        gamma=gam,
+        rules=dict(zip([g.name for g in graph.weighted], rules, strict=True)),
+    )
     return Attribution(
         values=values,
         delta=total - score,
@@ -365,14 +369,16 @@ def _redistribute(
             return rel
         sn = r / stabilise(neg(up) + cn + pos(un), STABILISER)
         return 2.0 * rel - (up * neg_t(sn) + un * pos_t(sn))
-    if rule == "gamma":
+    if rule == "gamma":  # weights W + gamma W+ for positive, W + gamma W- for negative z
         z = full(u) + c
-        plus_o = full(up) + gam * pos(up) + c + gam * cp + full(un) + gam * neg(un)
-        minus_o = full(up) + gam * neg(up) + c + gam * cn + full(un) + gam * pos(un)
+        plus_o = z + gam * (pos(up) + neg(un) + cp)  # full(up) + full(un) = full(u)
+        minus_o = z + gam * (neg(up) + pos(un) + cn)
         g1 = jnp.where(z > 0, r, 0.0) / stabilise(plus_o, STABILISER)
         g2 = jnp.where(z < 0, r, 0.0) / stabilise(minus_o, STABILISER)
-        rel = up * (full_t(g1) + gam * pos_t(g1)) + un * (full_t(g1) + gam * neg_t(g1))
-        return rel + up * (full_t(g2) + gam * neg_t(g2)) + un * (full_t(g2) + gam * pos_t(g2))
+        both = full_t(g1 + g2)
+        return up * (both + gam * (pos_t(g1) + neg_t(g2))) + un * (
+            both + gam * (neg_t(g1) + pos_t(g2))
+        )
     if rule == "zbox":
         lo, hi = jnp.broadcast_to(lo, u.shape), jnp.broadcast_to(hi, u.shape)
         z = full(u) + c
