@@ -9,7 +9,8 @@ gradient. Max pooling keeps its gradient too (``max_pool="gradient"``, what Capt
 Captum's ``maxpool`` function: the output difference ``y - y0`` is split into
 ``max(y, y0) - y0``, sent to the input's winner, and ``y - max(y, y0)``, sent to the baseline's
 winner, each divided by the input difference there, which restores completeness through max
-pooling. The attribution is ``(x - x0) * multiplier``; it sums to ``f(x) - f(x0)`` (``delta`` is the gap).
+pooling. The attribution is ``(x - x0) * multiplier``; it sums to ``f(x) - f(x0)``
+(``delta`` is the gap).
 
 Example::
 

@@ -109,7 +109,8 @@ def _assign(graph: Graph, composite: Composite) -> tuple[str, ...]:
     for g, rule in zip(weighted, rules, strict=True):
         if rule not in RULES:
             raise ValueError(
-                f"unknown LRP rule {rule!r} for layer {g.name!r}: expected one of {', '.join(RULES)}"
+                f"unknown LRP rule {rule!r} for layer {g.name!r}: "
+                f"expected one of {', '.join(RULES)}"
             )
     return tuple(rules)
 
@@ -217,8 +218,8 @@ def _kernel(graph: Graph, rules: tuple[str, ...], tgt: _checks.Target) -> Callab
             return None
 
         out, pull = jax.vjp(lambda xx: evaluate(graph, params, xx, step, grouped=True), x)
-        score, grad = jax.value_and_grad(lambda o: _checks.pick(o, tgt, index).sum())(out)
-        (values,) = pull(out * grad)
+        grad = jax.grad(lambda o: _checks.pick(o, tgt, index).sum())(out)
+        (values,) = pull(out * grad)  # the output relevance: the score, on the target only
         score = _checks.pick(out, tgt, index)
         return values, score, values.reshape(values.shape[0], -1).sum(-1)
 
