@@ -6,7 +6,9 @@ weights, ``benchmarks/_torch_nets.py``) and ResNet-18 at 224x224 (random weights
 Linen ``jv.zoo.resnet18``, the torchvision-layout twin of ``tests/_torch_twins.py``). Each
 timing is the median of ``REPEATS`` runs, the libraries interleaved run by run, after one
 warm-up call (jaxvis's compile is printed separately). PyTorch runs with
-``torch.set_num_threads`` equal to JAX's CPU device count of cores (2 here).
+``--torch-threads`` threads (default 1: on the shared 2-core machine, with a load average
+far above 2, two OpenMP threads made one PyTorch gradient of ``mnist_cnn`` take 1-3 s
+instead of 1.4 ms).
 
 On the ResNet, zennit runs without canonisation: the twin is not torchvision's class, so
 zennit's ``ResNetCanonizer`` does not apply and its BatchNorms and skip additions take the
@@ -20,7 +22,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
@@ -158,10 +159,11 @@ def main() -> None:
     parser.add_argument(
         "--models", default="mnist_cnn,shapes_cnn,resnet18", help="comma-separated subset"
     )
+    parser.add_argument("--torch-threads", type=int, default=1, help="torch.set_num_threads")
     args = parser.parse_args()
     models = args.models.split(",")
     repeats = 5
-    torch.set_num_threads(max(1, min(os.cpu_count() or 1, 2)))
+    torch.set_num_threads(args.torch_threads)
     for name in [m for m in models if m != "resnet18"]:
         probe, net, images = _zoo_nets(name)
         for batch in (1, 4) if args.quick else (1, 4, 16):

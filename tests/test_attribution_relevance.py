@@ -306,3 +306,22 @@ def test_resnet_lrp_conserves_relevance_through_skip_connections() -> None:
     np.testing.assert_allclose(np.asarray(res.values).sum(axis=(1, 2, 3)), score, rtol=1e-4)
     res = lrp(probe, x, target, composite="epsilon_gamma_box")  # runs, finite
     assert np.isfinite(np.asarray(res.values)).all()
+
+
+def test_flax_example_resnet_folds_and_maps_rules() -> None:
+    """The Flax ImageNet example's ResNet (tests/fixtures): projection shortcuts, functional
+    ``nn.max_pool``, ``jnp.mean`` pooling; every BatchNorm folds into its convolution."""
+    from fixtures import make_linen_resnet
+
+    from jaxvis.attribution.lrp import folded_forward, lrp_rules
+
+    fixture = make_linen_resnet()
+    probe = jv.Probe(fixture.model, **fixture.probe_kwargs)
+    x = _positive_images(2, probe.input_shape, seed=6)
+    rules = lrp_rules(probe, x.shape, "epsilon_gamma_box")
+    assert next(iter(rules.items())) == ("conv_init", "zbox")
+    assert rules["ResNetBlock_1.conv_proj"] == "gamma" and rules["Dense_0"] == "epsilon"
+    assert not any("BatchNorm" in name or "norm" in name for name in rules)
+    np.testing.assert_allclose(
+        np.asarray(folded_forward(probe, x)), np.asarray(probe(x)), rtol=1e-4, atol=1e-4
+    )
