@@ -288,7 +288,7 @@ def test_batchnorm_folding_leaves_the_forward_unchanged() -> None:
     graph = relevance_graph(probe, x.shape, "lrp")
     names = [g.name for g in graph.weighted]
     # 5 convolutions and the dense layer; each BatchNorm folded into the convolution before it
-    assert len(names) == 6 and all(n.endswith(("Conv_0", "Dense_0")) for n in names), names
+    assert len(names) == 6 and all("Conv" in n or "Dense" in n for n in names), names
     assert {len(g.chain) for g in graph.weighted[:-1]} == {4}  # bias, BN: sub, mul, add
     np.testing.assert_allclose(
         np.asarray(folded_forward(probe, x)), np.asarray(probe(x)), rtol=1e-5, atol=1e-5

@@ -275,6 +275,30 @@ def _affine(graph: Graph, group: LayerGroup, read: Callable) -> tuple[Any, Any, 
     return a, c, scaled
 
 
+def _fold(eqn: Any, group: LayerGroup, w: Any, a: Any, scaled: bool) -> tuple[Any, Any, bool]:
+    """Merge a per-output-feature scale ``a`` into the weights (``W' = a W``, BatchNorm's
+    scale), where the layer's output features are its last axis and ``a`` varies along it
+    only; otherwise leave ``a`` to be applied to the layer's outputs."""
+    if not scaled or w is None:
+        return w, a, scaled
+    a = jnp.asarray(a)
+    out_ndim = len(eqn.outvars[0].aval.shape)
+    if a.ndim > out_ndim or any(d != 1 for d in a.shape[:-1]):
+        return w, a, scaled
+    vec = a.reshape(-1)
+    if group.kind == "conv":
+        dn = eqn.params["dimension_numbers"]
+        if dn.out_spec[1] != out_ndim - 1:
+            return w, a, scaled
+        shape = [1] * w.ndim
+        shape[dn.rhs_spec[0]] = vec.shape[0]
+        return w * vec.reshape(shape), 1.0, False
+    (contract, _), (batch, _) = eqn.params["dimension_numbers"]
+    if group.x_pos != 0 or batch[0] or w.ndim != 2 or tuple(contract[1]) != (0,):
+        return w, a, scaled
+    return w * vec[None, :], 1.0, False
+
+
 def _layer(
     graph: Graph,
     group: LayerGroup,
@@ -289,6 +313,7 @@ def _layer(
     u = read(eqn.invars[group.x_pos])
     w = read(eqn.invars[1 - group.x_pos]) if group.kind != "pool" else None
     a, c, scaled = _affine(graph, group, read)
+    w, a, scaled = _fold(eqn, group, w, a, scaled)
     shape = eqn.outvars[0].aval.shape
     a = jnp.broadcast_to(jnp.asarray(a, u.dtype), shape)
     c = jnp.broadcast_to(jnp.asarray(c, u.dtype), shape)
@@ -395,9 +420,9 @@ def _redistribute(
 
 
 def folded_forward(probe: Any, x: Any, params: Any = None) -> jax.Array:
-    """The model's output computed with every layer folded as LRP sees it, ``a * lin(u, W) + c``
-    (BatchNorm and biases merged into the layer before it): equal to ``probe(x)`` up to float
-    rounding. For checking the canonisation.
+    """The model's output computed with every layer folded as LRP sees it, ``lin(u, a W) + c``
+    (BatchNorm's scale merged into the kernel, its shift and the bias into ``c``): equal to
+    ``probe(x)`` up to float rounding. For checking the canonisation.
 
     Example::
 
@@ -412,10 +437,10 @@ def folded_forward(probe: Any, x: Any, params: Any = None) -> jax.Array:
         group = graph.layers[i]
         lin_eqn = graph.eqns[group.linear]
         u = read(lin_eqn.invars[group.x_pos])
-        a, c, _ = _affine(graph, group, read)
+        a, c, scaled = _affine(graph, group, read)
         if group.kind == "pool":
             return [a * bind(lin_eqn, [u])[0] + c]
-        w = read(lin_eqn.invars[1 - group.x_pos])
+        w, a, _ = _fold(lin_eqn, group, read(lin_eqn.invars[1 - group.x_pos]), a, scaled)
         return [a * bind(lin_eqn, [u, w] if group.x_pos == 0 else [w, u])[0] + c]
 
     params = probe.params if params is None else params
