@@ -19,10 +19,12 @@ from jaxvis.attribution.attention import (
 )
 from jaxvis.attribution.baselines import blur, make_baselines
 from jaxvis.attribution.cams import grad_cam_plus_plus, layer_cam, score_cam
+from jaxvis.attribution.deeplift import deeplift
 from jaxvis.attribution.gradcam import grad_cam
 from jaxvis.attribution.gradients import guided_backprop, input_x_gradient, saliency, smoothgrad
 from jaxvis.attribution.guided_paths import blur_ig, guided_ig
 from jaxvis.attribution.integrated import integrated_gradients, interior_gradients
+from jaxvis.attribution.lrp import COMPOSITES, RULES, lrp, lrp_rules
 from jaxvis.attribution.metrics import spearman, ssim
 from jaxvis.attribution.quadrature import METHODS, nodes
 from jaxvis.attribution.registry import FAMILIES, Method, attribute, get_method, methods, register
@@ -31,17 +33,20 @@ from jaxvis.attribution.sanity import localisation, randomisation_test, randomis
 from jaxvis.attribution.xrai import xrai
 
 __all__ = [
+    "COMPOSITES",
     "FAMILIES",
     "HEAD_FUSIONS",
     "METHODS",
     "Attribution",
     "Method",
+    "RULES",
     "attribute",
     "attention_layers",
     "attention_map",
     "attention_rollout",
     "blur",
     "blur_ig",
+    "deeplift",
     "grad_cam",
     "grad_cam_plus_plus",
     "gradient_rollout",
@@ -50,6 +55,8 @@ __all__ = [
     "input_x_gradient",
     "layer_cam",
     "localisation",
+    "lrp",
+    "lrp_rules",
     "integrated_gradients",
     "interior_gradients",
     "get_method",
