@@ -22,16 +22,37 @@ from jaxvis.attribution.gradcam import grad_cam
 from jaxvis.attribution.gradients import guided_backprop, input_x_gradient, saliency, smoothgrad
 from jaxvis.attribution.integrated import integrated_gradients, interior_gradients
 from jaxvis.attribution.metrics import spearman, ssim
+from jaxvis.attribution.perturbation import (
+    feature_ablation,
+    kernel_shap,
+    occlusion,
+    rise,
+    rise_masks,
+    shapley_kernel,
+)
 from jaxvis.attribution.quadrature import METHODS, nodes
 from jaxvis.attribution.registry import FAMILIES, Method, attribute, get_method, methods, register
 from jaxvis.attribution.result import Attribution
 from jaxvis.attribution.sanity import localisation, randomisation_test, randomise
+from jaxvis.attribution.segments import segment
+from jaxvis.attribution.targets import Channel, Direction, Region, Unit
 
 __all__ = [
     "FAMILIES",
     "HEAD_FUSIONS",
     "METHODS",
     "Attribution",
+    "Channel",
+    "Direction",
+    "Region",
+    "Unit",
+    "feature_ablation",
+    "kernel_shap",
+    "occlusion",
+    "rise",
+    "rise_masks",
+    "segment",
+    "shapley_kernel",
     "Method",
     "attribute",
     "attention_layers",
