@@ -137,7 +137,9 @@ def _callable_target(fn: Callable, shape: tuple[int, ...], n: int, layer: str | 
     return Target("callable", np.zeros((n,), np.int32), fn, layer, None, shape)
 
 
-def _indices(target: Any, n: int, size: int, what: str, probe: Any = None) -> np.ndarray:
+def _indices(
+    target: Any, n: int, size: int, what: str, probe: Any = None, where: str = ""
+) -> np.ndarray:
     """``target`` as int32 ``(N,)``, each in ``0..size-1``."""
     arr = np.asarray(target)
     if arr.dtype == bool or not np.issubdtype(arr.dtype, np.integer):
@@ -156,13 +158,15 @@ def _indices(target: Any, n: int, size: int, what: str, probe: Any = None) -> np
     if bad.size:
         names = _name_hint(probe) if probe is not None else ""
         raise ValueError(
-            f"target {what} {int(bad[0])} is out of range: expected 0..{size - 1}{names}"
+            f"target {what} {int(bad[0])} is out of range{where}: expected 0..{size - 1}{names}"
         )
     return arr.astype(np.int32)
 
 
 def _unit_target(target: Unit, shape: tuple[int, ...], n: int) -> Target:
-    channel = _indices(target.channel, n, shape[-1], f"channel of {target.layer!r}")
+    channel = _indices(
+        target.channel, n, shape[-1], "channel", where=f" for layer {target.layer!r}"
+    )
     k = len(shape) - 1
     pos = np.asarray(target.position)
     if pos.shape not in ((k,), (n, k)):
