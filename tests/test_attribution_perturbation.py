@@ -253,3 +253,22 @@ def test_bad_options_raise_before_compiling(method, options: dict, message: str)
 def test_registered_in_the_perturbation_family() -> None:
     names = set(A.methods(family="perturbation"))
     assert {"occlusion", "rise", "feature_ablation", "kernel_shap"} <= names
+
+
+def test_one_program_serves_batches_of_any_size() -> None:
+    probe, x = small_probe(), images(3)
+    labels = A.segment(probe, x, "grid", n_segments=4)
+    calls = {
+        "occlusion": lambda xx, lab: A.occlusion(probe, xx, 1, window=4, batch_size=4),
+        "rise": lambda xx, lab: A.rise(probe, xx, 1, masks=6, cells=2, batch_size=4),
+        "feature_ablation": lambda xx, lab: A.feature_ablation(
+            probe, xx, 1, segments=lab, batch_size=4
+        ),
+        "kernel_shap": lambda xx, lab: A.kernel_shap(
+            probe, xx, 1, segments=lab, samples=10, batch_size=4
+        ),
+    }
+    for name, call in calls.items():
+        two = call(x[:2], labels[:2]).values
+        three = call(x, labels).values
+        np.testing.assert_allclose(three[:2], two, rtol=1e-4, atol=1e-6, err_msg=name)

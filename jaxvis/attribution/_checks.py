@@ -73,7 +73,7 @@ class Target:
 
     @property
     def static_key(self) -> tuple[Any, ...]:
-        return (self.kind, self.fn, self.layer)
+        return (self.kind, self.fn, self.layer, self.shape)
 
 
 _LAYER_TARGETS = (Channel, Unit, Direction)

@@ -86,6 +86,7 @@ def occlusion(
         def kernel(params: Any, x: jax.Array, index: jax.Array, base: jax.Array,
                    ys: jax.Array, xs: jax.Array, win: jax.Array) -> tuple:  # fmt: skip
             count_trace("occlusion")
+            n, h, w, c = x.shape
             fx = score(params, x, index)
             rows, cols = jnp.arange(h), jnp.arange(w)
 
@@ -163,6 +164,7 @@ def rise(
         def kernel(params: Any, x: jax.Array, index: jax.Array, scale: jax.Array,
                    *mask_args: jax.Array) -> tuple:  # fmt: skip
             count_trace("rise")
+            n, h, w, c = x.shape
             fx = score(params, x, index)
 
             def point(m: jax.Array, e: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -173,7 +175,7 @@ def rise(
                     mask = _upsample(grid[m], dy[m], dx[m], up, (h, w))
                 return x[e] * mask[..., None], mask
 
-            pts = Perturbed(n_masks, point, lambda s, f: s, (h, w))
+            pts = Perturbed(mask_args[0].shape[0], point, lambda s, f: s, (h, w))
             sums, _ = perturbed_sums(score, params, index, fx, pts, n, chunk)
             return _channels(sums * scale, c), fx
 
@@ -300,6 +302,7 @@ def feature_ablation(
         def kernel(params: Any, x: jax.Array, index: jax.Array, base: jax.Array,
                    labels: jax.Array, ids: jax.Array) -> tuple:  # fmt: skip
             count_trace("feature_ablation")
+            n, h, w, c = x.shape
             fx = score(params, x, index)
 
             def point(m: jax.Array, e: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -373,6 +376,7 @@ def kernel_shap(
         def kernel(params: Any, x: jax.Array, index: jax.Array, base: jax.Array,
                    labels: jax.Array, z: jax.Array, weights: jax.Array) -> tuple:  # fmt: skip
             count_trace("kernel_shap")
+            n, h, w, c = x.shape
             fx = score(params, x, index)
             f0 = score(params, base, index)
 
