@@ -104,7 +104,10 @@ def test_quadratic_model_one_sided_riemann_error_is_first_order(method: str) -> 
     x = RNG.uniform(-1, 1, size=(2, 4, 4, 2)).astype(np.float32)
     exact = c * x**2
     errors = [
-        np.abs(integrated_gradients(probe, x, 0, baseline="zero", steps=n, method=method).values - exact).max()
+        np.abs(
+            integrated_gradients(probe, x, 0, baseline="zero", steps=n, method=method).values
+            - exact
+        ).max()
         for n in (10, 100)
     ]
     assert errors[1] < errors[0] / 8  # O(1/n)
@@ -156,7 +159,11 @@ def test_completeness_shrinks_with_steps() -> None:
     x = images(4)
     rel = [
         float(
-            np.median(integrated_gradients(probe, x, 0, baseline="black", steps=n, method="riemann_right").relative_delta)
+            np.median(
+                integrated_gradients(
+                    probe, x, 0, baseline="black", steps=n, method="riemann_right"
+                ).relative_delta
+            )
         )
         for n in (4, 16, 64)
     ]
@@ -171,9 +178,13 @@ def test_completeness_shrinks_with_steps() -> None:
 def test_batch_size_does_not_change_results() -> None:
     probe = small_probe()
     x = images(3)
-    ref = integrated_gradients(probe, x, [0, 1, 2], baseline=["black", "uniform"], steps=10, batch_size=60)
+    ref = integrated_gradients(
+        probe, x, [0, 1, 2], baseline=["black", "uniform"], steps=10, batch_size=60
+    )
     for bs in (1, 7):
-        got = integrated_gradients(probe, x, [0, 1, 2], baseline=["black", "uniform"], steps=10, batch_size=bs)
+        got = integrated_gradients(
+            probe, x, [0, 1, 2], baseline=["black", "uniform"], steps=10, batch_size=bs
+        )
         np.testing.assert_allclose(got.values, ref.values, rtol=1e-5, atol=1e-7)
         np.testing.assert_allclose(got.delta, ref.delta, atol=1e-6)
     sg = [smoothgrad(probe, x, 1, samples=6, batch_size=bs).values for bs in (5, 18)]
