@@ -104,7 +104,10 @@ def test_quadratic_model_one_sided_riemann_error_is_first_order(method: str) -> 
     x = RNG.uniform(-1, 1, size=(2, 4, 4, 2)).astype(np.float32)
     exact = c * x**2
     errors = [
-        np.abs(integrated_gradients(probe, x, 0, "zero", n, method).values - exact).max()
+        np.abs(
+            integrated_gradients(probe, x, 0, baseline="zero", steps=n, method=method).values
+            - exact
+        ).max()
         for n in (10, 100)
     ]
     assert errors[1] < errors[0] / 8  # O(1/n)
@@ -139,7 +142,7 @@ def test_quadrature_agrees_with_scipy_path_integral() -> None:
     exact, _ = integrate.quad_vec(integrand, 0.0, 1.0, epsabs=1e-7, epsrel=1e-6, norm="max")
     exact = exact.reshape(x.shape) * (x - b)
     scale = np.abs(exact).max()
-    gl = integrated_gradients(probe, x, 1, 0.2, steps=50).values
+    gl = integrated_gradients(probe, x, 1, baseline=0.2, steps=50).values
     np.testing.assert_allclose(gl, exact, atol=1e-5 * scale + 1e-6)
     for method, n, tol in [
         ("riemann_middle", 100, 1e-3),
@@ -147,7 +150,7 @@ def test_quadrature_agrees_with_scipy_path_integral() -> None:
         ("riemann_left", 400, 1e-2),
         ("riemann_right", 400, 1e-2),
     ]:
-        got = integrated_gradients(probe, x, 1, 0.2, steps=n, method=method).values
+        got = integrated_gradients(probe, x, 1, baseline=0.2, steps=n, method=method).values
         assert np.abs(got - exact).max() < tol * scale, method
 
 
@@ -156,12 +159,16 @@ def test_completeness_shrinks_with_steps() -> None:
     x = images(4)
     rel = [
         float(
-            np.median(integrated_gradients(probe, x, 0, "black", n, "riemann_right").relative_delta)
+            np.median(
+                integrated_gradients(
+                    probe, x, 0, baseline="black", steps=n, method="riemann_right"
+                ).relative_delta
+            )
         )
         for n in (4, 16, 64)
     ]
     assert rel[0] > rel[1] > rel[2]
-    gl = integrated_gradients(probe, x, 0, "black", 50).relative_delta
+    gl = integrated_gradients(probe, x, 0, baseline="black", steps=50).relative_delta
     assert np.median(gl) < 1e-3
 
 
@@ -171,9 +178,13 @@ def test_completeness_shrinks_with_steps() -> None:
 def test_batch_size_does_not_change_results() -> None:
     probe = small_probe()
     x = images(3)
-    ref = integrated_gradients(probe, x, [0, 1, 2], ["black", "uniform"], 10, batch_size=60)
+    ref = integrated_gradients(
+        probe, x, [0, 1, 2], baseline=["black", "uniform"], steps=10, batch_size=60
+    )
     for bs in (1, 7):
-        got = integrated_gradients(probe, x, [0, 1, 2], ["black", "uniform"], 10, batch_size=bs)
+        got = integrated_gradients(
+            probe, x, [0, 1, 2], baseline=["black", "uniform"], steps=10, batch_size=bs
+        )
         np.testing.assert_allclose(got.values, ref.values, rtol=1e-5, atol=1e-7)
         np.testing.assert_allclose(got.delta, ref.delta, atol=1e-6)
     sg = [smoothgrad(probe, x, 1, samples=6, batch_size=bs).values for bs in (5, 18)]
@@ -183,13 +194,13 @@ def test_batch_size_does_not_change_results() -> None:
 def test_baselines() -> None:
     probe = small_probe()
     x = images(2)
-    black = integrated_gradients(probe, x, 0, "black", 8)
-    zero = integrated_gradients(probe, x, 0, 0.0, 8)
+    black = integrated_gradients(probe, x, 0, baseline="black", steps=8)
+    zero = integrated_gradients(probe, x, 0, baseline=0.0, steps=8)
     np.testing.assert_allclose(black.values, zero.values)
-    white = integrated_gradients(probe, x, 0, "white", 8)
-    one = integrated_gradients(probe, x, 0, np.ones((8, 8, 2), np.float32), 8)
+    white = integrated_gradients(probe, x, 0, baseline="white", steps=8)
+    one = integrated_gradients(probe, x, 0, baseline=np.ones((8, 8, 2), np.float32), steps=8)
     np.testing.assert_allclose(white.values, one.values)
-    both = integrated_gradients(probe, x, 0, ["black", "white"], 8)
+    both = integrated_gradients(probe, x, 0, baseline=["black", "white"], steps=8)
     np.testing.assert_allclose(both.values, (black.values + white.values) / 2, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(both.delta, (black.delta + white.delta) / 2, atol=1e-6)
     blurred = jv.attribution.blur(x, 1.5)
@@ -324,13 +335,13 @@ def _count_compiles() -> list[str]:
 def test_one_compile_for_many_targets_alphas_baselines_noise_and_seeds() -> None:
     probe = small_probe(seed=6)
     x = images(2)
-    integrated_gradients(probe, x, [0, 1], 0.0, steps=12)
+    integrated_gradients(probe, x, [0, 1], baseline=0.0, steps=12)
     interior_gradients(probe, x, 0, alphas=[0.1, 0.2, 0.3])
     smoothgrad(probe, x, 0, noise=0.1, samples=5, seed=0)
     before = trace_counts()
     compiles = _count_compiles()
     for t in range(3):
-        integrated_gradients(probe, x, [t, 2 - t], float(t) / 3, steps=12)
+        integrated_gradients(probe, x, [t, 2 - t], baseline=float(t) / 3, steps=12)
         integrated_gradients(probe, x, t, steps=12, method="riemann_middle")
         interior_gradients(probe, x, t, alphas=np.linspace(0.1 * (t + 1), 1, 3))
         smoothgrad(probe, x, t, noise=0.05 * t, samples=5, seed=t)

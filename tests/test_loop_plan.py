@@ -115,7 +115,7 @@ def test_every_mode_gives_the_reference_integrated_gradients(mode: str, chunk: i
     grads = _grad_ref(probe, points, np.tile(target, steps)).reshape(steps, 2, 8, 8, 3)
     want = x * np.einsum("s,s...->...", w, grads.astype(np.float64))
     with _plan.forced(mode, chunk):
-        got = integrated_gradients(probe, x, target, "black", steps)
+        got = integrated_gradients(probe, x, target, baseline="black", steps=steps)
     assert got.settings["loop"] == mode
     np.testing.assert_allclose(got.values, want, rtol=1e-4, atol=1e-6)
     f = np.asarray(probe(x))[[0, 1], target] - np.asarray(probe(0 * x))[[0, 1], target]
@@ -148,9 +148,9 @@ def test_python_and_scan_loops_add_in_the_same_order() -> None:
     probe = _linen_probe()
     x = _x(2)
     with _plan.forced("python", 4):
-        py = integrated_gradients(probe, x, 1, "black", 9)
+        py = integrated_gradients(probe, x, 1, baseline="black", steps=9)
     with _plan.forced("scan", 4):
-        sc = integrated_gradients(probe, x, 1, "black", 9)
+        sc = integrated_gradients(probe, x, 1, baseline="black", steps=9)
     np.testing.assert_allclose(py.values, sc.values, rtol=2e-6, atol=1e-8)
 
 
@@ -158,7 +158,7 @@ def test_python_loop_compiles_once_per_shape() -> None:
     probe = _linen_probe()
     x = _x(2)
     with _plan.forced("python", 4):
-        integrated_gradients(probe, x, 1, "black", 9)
+        integrated_gradients(probe, x, 1, baseline="black", steps=9)
         before = trace_counts()
-        integrated_gradients(probe, x, [2, 0], "uniform", 9, seed=3)  # values only
+        integrated_gradients(probe, x, [2, 0], baseline="uniform", steps=9, seed=3)  # values only
     assert trace_counts() == before

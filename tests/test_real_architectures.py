@@ -219,7 +219,9 @@ def test_saliency_is_the_gradient_of_the_models_own_forward(name: str) -> None:
 @pytest.mark.parametrize("name", NAMES)
 def test_integrated_gradients_quadrature_and_completeness(name: str) -> None:
     f, x, steps = fixture(name), images(name), 32
-    res = jv.attribution.integrated_gradients(probe(name), x, TARGETS, "black", steps)
+    res = jv.attribution.integrated_gradients(
+        probe(name), x, TARGETS, baseline="black", steps=steps
+    )
     base = np.zeros_like(x)  # black of the default input range (0, 1)
     nodes, weights = np.polynomial.legendre.leggauss(steps)
     alphas, weights = 0.5 * (nodes + 1.0), 0.5 * weights

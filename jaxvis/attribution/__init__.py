@@ -26,10 +26,20 @@ from jaxvis.attribution.guided_paths import blur_ig, guided_ig
 from jaxvis.attribution.integrated import integrated_gradients, interior_gradients
 from jaxvis.attribution.lrp import COMPOSITES, RULES, lrp, lrp_rules
 from jaxvis.attribution.metrics import spearman, ssim
+from jaxvis.attribution.perturbation import (
+    feature_ablation,
+    kernel_shap,
+    occlusion,
+    rise,
+    rise_masks,
+    shapley_kernel,
+)
 from jaxvis.attribution.quadrature import METHODS, nodes
 from jaxvis.attribution.registry import FAMILIES, Method, attribute, get_method, methods, register
 from jaxvis.attribution.result import Attribution
 from jaxvis.attribution.sanity import localisation, randomisation_test, randomise
+from jaxvis.attribution.segments import segment
+from jaxvis.attribution.targets import Channel, Direction, Region, Unit
 from jaxvis.attribution.xrai import xrai
 
 __all__ = [
@@ -38,6 +48,17 @@ __all__ = [
     "HEAD_FUSIONS",
     "METHODS",
     "Attribution",
+    "Channel",
+    "Direction",
+    "Region",
+    "Unit",
+    "feature_ablation",
+    "kernel_shap",
+    "occlusion",
+    "rise",
+    "rise_masks",
+    "segment",
+    "shapley_kernel",
     "Method",
     "RULES",
     "attribute",

@@ -207,8 +207,8 @@ def gradient_rollout(
 
             def score(deltas: dict[str, jax.Array]) -> tuple[jax.Array, tuple]:
                 edits = {n: (lambda a, d=deltas[n]: a + d) for n in chosen}
-                out, acts = edited_apply(probe, params, x, edits)
-                s = _checks.pick(out, tgt, index)
+                out, acts = edited_apply(probe, params, x, _checks.with_target_layer(edits, tgt))
+                s = _checks.pick_edited(out, acts, tgt, index)
                 return s.sum(), (s, acts)
 
             zeros = {
@@ -232,7 +232,7 @@ def gradient_rollout(
         values=values,
         delta=None,
         method="gradient_rollout",
-        target=None if tgt.kind == "callable" else tgt.index,
+        target=tgt.label,
         score=s,
         settings={"layers": chosen},
         extra={"layer_map": layer_map, "relevance": relevance},

@@ -72,8 +72,9 @@ def _grads_and_acts(
     C)`` on the layer's spatial view."""
 
     def total(delta: jax.Array) -> tuple[jax.Array, jax.Array]:
-        out, acts = edited_apply(probe, params, x, {layer: lambda a: a + delta})
-        return _checks.pick(out, tgt, index).sum(), acts[layer]
+        edits = _checks.with_target_layer({layer: lambda a: a + delta}, tgt)
+        out, acts = edited_apply(probe, params, x, edits)
+        return _checks.pick_edited(out, acts, tgt, index).sum(), acts[layer]
 
     shape = (x.shape[0], *probe.layer(layer).shape)
     grads, acts = jax.grad(total, has_aux=True)(jnp.zeros(shape, jnp.float32))

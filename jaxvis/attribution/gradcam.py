@@ -35,9 +35,9 @@ def grad_cam(
     probe: Any,
     x: Any,
     target: Any = None,
+    *,
     layer: str | None = None,
     relu: bool = True,
-    *,
     params: Any = None,
 ) -> Attribution:
     """Grad-CAM map of ``target`` at ``layer``, a feature map or a token layer.
@@ -73,8 +73,9 @@ def grad_cam(
             count_trace("grad_cam")
 
             def total(delta: jax.Array) -> tuple[jax.Array, jax.Array]:
-                out, acts = edited_apply(probe, params, x, {layer: lambda a: a + delta})
-                return _checks.pick(out, tgt, index).sum(), acts[layer]
+                edits = _checks.with_target_layer({layer: lambda a: a + delta}, tgt)
+                out, acts = edited_apply(probe, params, x, edits)
+                return _checks.pick_edited(out, acts, tgt, index).sum(), acts[layer]
 
             shape = (x.shape[0], *probe.layer(layer).shape)
             grads, acts = jax.grad(total, has_aux=True)(jnp.zeros(shape, jnp.float32))
@@ -94,7 +95,7 @@ def grad_cam(
         values=values,
         delta=None,
         method="grad_cam",
-        target=None if tgt.kind == "callable" else tgt.index,
+        target=tgt.label,
         settings={"layer": layer, "relu": bool(relu)},
         extra={"layer_map": layer_map},
     )

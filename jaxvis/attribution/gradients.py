@@ -74,9 +74,9 @@ def saliency(
     probe: Any,
     x: Any,
     target: Any = None,
+    *,
     abs: bool = True,  # noqa: A002 - Captum's name
     batch_size: int | None = None,
-    *,
     layer: str | None = None,
     params: Any = None,
 ) -> Attribution:
@@ -98,8 +98,8 @@ def input_x_gradient(
     probe: Any,
     x: Any,
     target: Any = None,
-    batch_size: int | None = None,
     *,
+    batch_size: int | None = None,
     layer: str | None = None,
     params: Any = None,
 ) -> Attribution:
@@ -120,9 +120,9 @@ def guided_backprop(
     probe: Any,
     x: Any,
     target: Any = None,
+    *,
     layers: Sequence[str] | None = None,
     batch_size: int | None = None,
-    *,
     params: Any = None,
 ) -> Attribution:
     """Guided backpropagation (Springenberg et al. 2015): negative gradients are zeroed on the
@@ -171,11 +171,11 @@ _clip_negative_grad.defvjp(_clip_fwd, _clip_bwd)
 
 
 def _guided_score(probe: Any, tgt: _checks.Target, layers: tuple[str, ...]) -> Any:
-    edits = {name: _clip_negative_grad for name in layers}
+    edits = _checks.with_target_layer({name: _clip_negative_grad for name in layers}, tgt)
 
     def score(params: Any, x: jax.Array, index: jax.Array) -> jax.Array:
-        out, _ = edited_apply(probe, params, x, edits, require_output_path=False)
-        return _checks.pick(out, tgt, index)
+        out, acts = edited_apply(probe, params, x, edits, require_output_path=False)
+        return _checks.pick_edited(out, acts, tgt, index)
 
     return score
 
@@ -185,13 +185,13 @@ def smoothgrad(
     probe: Any,
     x: Any,
     target: Any = None,
+    *,
     noise: float = 0.15,
     samples: int = 50,
     variant: str = "smoothgrad",
     base: str = "gradient",
     seed: int = 0,
     batch_size: int | None = None,
-    *,
     layer: str | None = None,
     params: Any = None,
 ) -> Attribution:
@@ -279,6 +279,6 @@ def _result(values: jax.Array, method: str, tgt: _checks.Target, settings: dict)
         values=values,
         delta=None,
         method=method,
-        target=None if tgt.kind == "callable" else tgt.index,
+        target=tgt.label,
         settings=settings,
     )

@@ -35,11 +35,11 @@ def integrated_gradients(
     probe: Any,
     x: Any,
     target: Any = None,
+    *,
     baseline: Any = "black",
     steps: int = 50,
     method: str = "gausslegendre",
     batch_size: int | None = None,
-    *,
     layer: str | None = None,
     seed: int = 0,
     params: Any = None,
@@ -105,7 +105,7 @@ def integrated_gradients(
         values=values,
         delta=delta,
         method="integrated_gradients",
-        target=None if tgt.kind == "callable" else tgt.index,
+        target=tgt.label,
         score=f_x,
         baseline_score=f_b,
         settings={
@@ -175,7 +175,7 @@ def _ig_parts(probe: Any, tgt: _checks.Target, n_base: int, end_points: bool = F
         else:
             f_x = score(params, x, index)
             f_b = (
-                score(params, base.reshape(-1, *x.shape[1:]), jnp.tile(index, n_base))
+                score(params, base.reshape(-1, *x.shape[1:]), jnp.concatenate([index] * n_base))
                 .reshape(n_base, n)
                 .mean(0)
             )
@@ -190,10 +190,10 @@ def interior_gradients(
     probe: Any,
     x: Any,
     target: Any = None,
+    *,
     alphas: Sequence[float] | np.ndarray = (0.02, 0.04, 0.06, 0.08, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0),
     baseline: Any = "black",
     batch_size: int | None = None,
-    *,
     layer: str | None = None,
     seed: int = 0,
     params: Any = None,
@@ -244,7 +244,7 @@ def interior_gradients(
         values=values,
         delta=None,
         method="interior_gradients",
-        target=None if tgt.kind == "callable" else tgt.index,
+        target=tgt.label,
         settings={
             "alphas": arr,
             "baseline": describe(baseline),

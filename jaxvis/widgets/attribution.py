@@ -267,11 +267,11 @@ class Attribution(W.VBox):
         method, x, t = self.method.value, self.x, int(self.target.value)
         if method == "integrated_gradients":
             return A.integrated_gradients(
-                self.probe, x, t, self.baseline.value, int(self.steps.value)
+                self.probe, x, t, baseline=self.baseline.value, steps=int(self.steps.value)
             )
         if method == "interior_gradients":
             return A.interior_gradients(
-                self.probe, x, t, [float(self.alpha.value)], self.baseline.value
+                self.probe, x, t, alphas=[float(self.alpha.value)], baseline=self.baseline.value
             )
         if method == "smoothgrad":
             return A.smoothgrad(
