@@ -94,6 +94,8 @@ def grad_cam(
         values=values,
         delta=None,
         method="grad_cam",
+        inputs=x,
+        input_range=probe.input_range,
         target=None if tgt.kind == "callable" else tgt.index,
         settings={"layer": layer, "relu": bool(relu)},
         extra={"layer_map": layer_map},
