@@ -28,6 +28,7 @@ pytestmark = pytest.mark.slow
 
 CHECK_CELL = """
 import json, pathlib, sys
+print("JV_KERNEL", sys.executable, sys.path)
 import jaxvis, jaxvis.widgets, jaxvis.zoo.weights as zw
 from jaxvis.widgets import channel_grid
 prefix = pathlib.Path(sys.prefix).resolve()
@@ -113,6 +114,9 @@ def test_wheel_installs_and_runs_the_tour_outside_the_repo(tmp_path):
             IPYTHONDIR=str(work / "ipython"),
             PATH=f"{venv / 'bin'}:{env.get('PATH', '')}",
         )
+        _run([*pip[:3], "list"], env=env)
+        where = _run([str(py), "-c", "import jaxvis; print(jaxvis.__file__)"], cwd=run_dir, env=env)
+        assert Path(where.stdout.strip()).resolve().is_relative_to(venv.resolve()), where.stdout
         _run([str(py), "-c", runner], cwd=run_dir, env=env, timeout=900)
         ran = time.perf_counter() - t0 - built - installed
         print(f"wheel: build {built:.0f} s, install {installed:.0f} s, tour {ran:.0f} s")
