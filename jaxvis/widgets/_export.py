@@ -28,7 +28,7 @@ import bqplot as bq
 import ipywidgets as W
 import numpy as np
 
-__all__ = ["StaticHTML", "save_html"]
+__all__ = ["StaticHTML", "html_page", "save_html"]
 
 _LAYOUT_KEYS = (
     "width",
@@ -113,20 +113,26 @@ def save_html(widget: Any, path: str | os.PathLike[str], title: str | None = Non
         raise TypeError(f"widget must be an ipywidgets widget, got {type(widget).__name__}")
     if not isinstance(path, str | os.PathLike):
         raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
+    out = Path(path)
+    out.write_text(html_page(widget, title), encoding="utf-8")
+    return out
+
+
+def html_page(widget: Any, title: str | None = None) -> str:
+    """The standalone HTML page :func:`save_html` writes, as text."""
+    if not isinstance(widget, W.Widget):
+        raise TypeError(f"widget must be an ipywidgets widget, got {type(widget).__name__}")
     page_title = html.escape(title or type(widget).__name__)
     scripts: list[str] = []
     body = _render(widget, scripts)
     boot = f'<script type="module">{_ANYWIDGET_BOOT}</script>' if scripts else ""
     ready = "" if scripts else '<script>document.body.dataset.jvReady = "1";</script>'
-    text = (
+    return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{page_title}</title>"
         f"<style>{_PAGE_CSS}</style></head><body>{body}"
         f"<div class='jv-static-footer'>Saved by jaxvis: a snapshot, no kernel.</div>"
         f"{''.join(scripts)}{boot}{ready}</body></html>"
     )
-    out = Path(path)
-    out.write_text(text, encoding="utf-8")
-    return out
 
 
 def _attrs(widget: W.Widget, style: str = "") -> str:
