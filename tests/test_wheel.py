@@ -28,7 +28,6 @@ pytestmark = pytest.mark.slow
 
 CHECK_CELL = """
 import json, pathlib, sys
-print("JV_KERNEL", sys.executable, sys.path)
 import jaxvis, jaxvis.widgets, jaxvis.zoo.weights as zw
 from jaxvis.widgets import channel_grid
 prefix = pathlib.Path(sys.prefix).resolve()
@@ -75,10 +74,30 @@ def test_wheel_installs_and_runs_the_tour_outside_the_repo(tmp_path):
         built = time.perf_counter() - t0
 
         venv = work / "venv"
-        _run([sys.executable, "-m", "venv", str(venv)])
+        # Nothing of this process's environment may leak in: with PYTHONPATH at the checkout,
+        # pip would take its jaxvis.egg-info for an installed jaxvis and skip the wheel.
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("JUPYTER", "PYTHON", "VIRTUAL_ENV", "IPYTHON", "JAXVIS"))
+        }
+        env.update(
+            VIRTUAL_ENV=str(venv),
+            PATH=f"{venv / 'bin'}:{env.get('PATH', '/usr/bin:/bin')}",
+            JAXVIS_FAST="1",
+            JAXVIS_CACHE=str(work / "cache"),
+            JUPYTER_PREFER_ENV_PATH="1",
+            JUPYTER_PLATFORM_DIRS="1",
+            IPYTHONDIR=str(work / "ipython"),
+        )
+        _run([sys.executable, "-m", "venv", str(venv)], env=env)
         py = venv / "bin" / "python"
         pip = [str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-        _run([*pip, f"{wheels[0]}[demo]", "nbclient>=0.10", "nbformat>=5.9", "ipykernel>=6.29"])
+        _run(
+            [*pip, f"{wheels[0]}[demo]", "nbclient>=0.10", "nbformat>=5.9", "ipykernel>=6.29"],
+            env=env,
+            cwd=work,
+        )
         installed = time.perf_counter() - t0 - built
 
         nb = json.loads((REPO / "notebooks" / "01_tour.ipynb").read_text())
@@ -101,20 +120,6 @@ def test_wheel_installs_and_runs_the_tour_outside_the_repo(tmp_path):
             "NotebookClient(nb, timeout=600, kernel_name='python3').execute()\n"
             "nbformat.write(nb, 'tour.out.ipynb')\n"
         )
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if k not in ("PYTHONPATH", "VIRTUAL_ENV", "JUPYTER_PATH", "JUPYTER_DATA_DIR")
-        }
-        env.update(
-            JAXVIS_FAST="1",
-            JAXVIS_CACHE=str(work / "cache"),
-            JUPYTER_PREFER_ENV_PATH="1",
-            JUPYTER_PLATFORM_DIRS="1",
-            IPYTHONDIR=str(work / "ipython"),
-            PATH=f"{venv / 'bin'}:{env.get('PATH', '')}",
-        )
-        _run([*pip[:3], "list"], env=env)
         where = _run([str(py), "-c", "import jaxvis; print(jaxvis.__file__)"], cwd=run_dir, env=env)
         assert Path(where.stdout.strip()).resolve().is_relative_to(venv.resolve()), where.stdout
         _run([str(py), "-c", runner], cwd=run_dir, env=env, timeout=900)
