@@ -104,6 +104,16 @@ def test_filter_grid_and_histograms_export(demo, tmp_path):
     assert facts["svg_marks"] > 0
 
 
+def test_bars_over_class_names_are_drawn(tmp_path):
+    """An ordinal x axis (the shapes model's class names) becomes bar positions."""
+    shapes = jv.zoo.load("shapes_cnn")
+    page = jv.widgets.LayerExplorer(shapes.probe, shapes.x_test[:2]).save_html(tmp_path / "s.html")
+    text = page.read_text()
+    figure = text[text.index("<svg class='jv-static-figure") :]
+    figure = figure[: figure.index("</svg>")]
+    assert figure.count("<rect") == 1 + len(shapes.class_names)  # the frame + one bar per class
+
+
 def test_save_html_refuses_bad_input(tmp_path):
     with pytest.raises(TypeError, match="widget must be an ipywidgets widget"):
         jv.widgets.save_html(np.zeros(3), tmp_path / "x.html")

@@ -246,10 +246,12 @@ def _figure(fig: bq.Figure) -> str:
     width, height, pad = 360, 200, 28
     series = []
     for mark in fig.marks:
-        x = np.asarray(mark.x, np.float64) if mark.x is not None else np.zeros(0)
-        y = np.asarray(mark.y, np.float64) if mark.y is not None else np.zeros(0)
-        if x.dtype.kind not in "fiu":  # ordinal x (class names): positions
-            x = np.arange(len(x), dtype=np.float64)
+        x = np.asarray(mark.x if mark.x is not None else [])
+        y = np.asarray(mark.y if mark.y is not None else [])
+        if y.dtype.kind not in "fiub":
+            continue  # nothing numeric to draw
+        x = np.arange(x.shape[-1], dtype=np.float64) if x.dtype.kind not in "fiu" else x
+        x, y = x.astype(np.float64), y.astype(np.float64)  # ordinal x (class names): positions
         if y.ndim == 1:
             y = y[None]
         if x.size and y.size and x.shape[-1] == y.shape[-1]:
