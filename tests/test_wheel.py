@@ -21,6 +21,7 @@ import time
 import zipfile
 from pathlib import Path
 
+import nbformat
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -126,17 +127,18 @@ def test_wheel_installs_and_runs_the_tour_outside_the_repo(tmp_path):
         ran = time.perf_counter() - t0 - built - installed
         print(f"wheel: build {built:.0f} s, install {installed:.0f} s, tour {ran:.0f} s")
 
-        out = json.loads((run_dir / "tour.out.ipynb").read_text())
+        out = nbformat.read(run_dir / "tour.out.ipynb", as_version=4)  # joins multi-line text
         text = "".join(
             o.get("text", "") for o in out["cells"][0]["outputs"] if o["output_type"] == "stream"
         )
         facts = json.loads(text.split("JV_FACTS ", 1)[1])
         prefix = Path(facts["prefix"])
         assert prefix == venv.resolve(), facts
-        for key in ("jaxvis", "esm_file", *[f"weights{i}" for i in range(2)]):
-            path = Path(facts["weights"][int(key[-1])] if key.startswith("weights") else facts[key])
-            assert prefix in path.parents, f"{key} loaded from {path}, not the installed wheel"
-            assert REPO not in path.parents
+        loaded = {"jaxvis": facts["jaxvis"], "the ES module": facts["esm_file"]}
+        loaded.update({f"weights {Path(w).name}": w for w in facts["weights"]})
+        for what, path in loaded.items():
+            assert prefix in Path(path).parents, f"{what} loaded from {path}, not the wheel"
+            assert REPO not in Path(path).parents
         assert len(facts["weights"]) == 2 and facts["esm_loaded"] and facts["typed"]
         assert wheels[0].name.startswith(f"jaxvis-{facts['version']}-")  # one version
         errors = [
