@@ -77,8 +77,8 @@ def test_every_docs_page_is_in_the_navigation(site):
     index = (site / "index.html").read_text()
     for page in sorted((REPO / "docs").rglob("*.md")):
         rel = page.relative_to(REPO / "docs").with_suffix("")
-        url = "./" if rel.name == "index" else f"{rel.as_posix()}/"
-        assert f'href="{url}"' in index or f'href="./{url}"' in index, f"{rel} is not in the nav"
+        url = "." if rel.as_posix() == "index" else f"{rel.as_posix()}/"
+        assert f'href="{url}"' in index, f"{rel} is not in the nav"
 
 
 def test_the_guide_shows_the_readme_pictures(site):
