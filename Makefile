@@ -3,6 +3,7 @@
 #   make lab         .venv with .[demo], then JupyterLab on notebooks/01_tour.ipynb
 #   make test        .venv with .[demo,test] (+ Debian's chromium when root), every test
 #   make test-quick  the same without the slow tests (the Binder environment build)
+#   make docs        .venv with .[docs], executes the notebooks, builds site/ (mkdocs --strict)
 #   make bench       key press -> activation grid latency in JupyterLab (benchmarks/latency.py)
 #   make lint        ruff check + ruff format --check
 #   make clean       remove .venv and test artifacts
@@ -16,6 +17,7 @@ PY := $(VENV)/bin/python
 KEY := $(shell sha256sum pyproject.toml | cut -c1-12)
 DEMO_STAMP := $(VENV)/.jaxvis-demo-$(KEY)
 TEST_STAMP := $(VENV)/.jaxvis-test-$(KEY)
+DOCS_STAMP := $(VENV)/.jaxvis-docs-$(KEY)
 CHROMIUM := /usr/bin/chromium
 NOTEBOOK ?= notebooks/01_tour.ipynb
 PYTEST_ARGS ?=
@@ -25,7 +27,7 @@ TEST_JOBS ?= 2
 LAB_ARGS ?=
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: lab test test-quick bench lint format venv install-demo install-test chromium clean
+.PHONY: lab test test-quick docs bench lint format venv install-demo install-test install-docs chromium clean
 
 lab: $(DEMO_STAMP)
 	$(VENV)/bin/jupyter lab $(ALLOW_ROOT) $(LAB_ARGS) $(NOTEBOOK)
@@ -35,6 +37,12 @@ test: $(TEST_STAMP) chromium
 
 test-quick: $(TEST_STAMP) chromium
 	$(PY) -m pytest -n $(TEST_JOBS) --dist loadfile -m "not slow" $(PYTEST_ARGS)
+
+# The notebooks run once per change of their source or jaxvis's (scripts/execute_notebooks.py
+# keeps them in docs/notebooks/); the site goes to site/. Warnings (broken links) fail it.
+docs: $(DOCS_STAMP)
+	$(PY) scripts/execute_notebooks.py
+	$(PY) -m mkdocs build --strict
 
 bench: $(TEST_STAMP) chromium
 	$(PY) benchmarks/latency.py
@@ -50,6 +58,7 @@ format: $(TEST_STAMP)
 venv: $(PY)
 install-demo: $(DEMO_STAMP)
 install-test: $(TEST_STAMP)
+install-docs: $(DOCS_STAMP)
 
 # Debian ships python3.11 without ensurepip unless python3.11-venv is installed: as root,
 # install it and retry.
@@ -76,6 +85,11 @@ $(TEST_STAMP): | $(PY)
 	rm -f $(VENV)/.jaxvis-test-* $(VENV)/.jaxvis-demo-*
 	touch $@ $(DEMO_STAMP)
 
+$(DOCS_STAMP): | $(PY)
+	$(PY) -m pip install -e '.[demo,docs]'
+	rm -f $(VENV)/.jaxvis-docs-*
+	touch $@
+
 # Browser tests drive Debian's chromium (never `playwright install`). Without root and
 # without chromium they skip, saying why.
 chromium:
@@ -89,4 +103,4 @@ chromium:
 	fi
 
 clean:
-	rm -rf $(VENV) test-artifacts .pytest_cache build *.egg-info
+	rm -rf $(VENV) test-artifacts .pytest_cache build dist site docs/notebooks *.egg-info

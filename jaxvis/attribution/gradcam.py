@@ -95,6 +95,8 @@ def grad_cam(
         values=values,
         delta=None,
         method="grad_cam",
+        inputs=x,
+        input_range=probe.input_range,
         target=tgt.label,
         settings={"layer": layer, "relu": bool(relu)},
         extra={"layer_map": layer_map},

@@ -90,7 +90,7 @@ def saliency(
     """
     kind = "abs_grad" if abs else "grad"  # |.| inside the jitted kernel: one dispatch per call
     values, tgt, _ = _gradient(probe, x, target, layer, batch_size, params, "saliency", kind)
-    return _result(values, "saliency", tgt, {"abs": bool(abs), "layer": layer})
+    return _result(values, "saliency", tgt, {"abs": bool(abs), "layer": layer}, probe, x)
 
 
 @register("gradient", "input x gradient")
@@ -112,7 +112,7 @@ def input_x_gradient(
     values, tgt, _ = _gradient(
         probe, x, target, layer, batch_size, params, "input_x_gradient", "input_x"
     )
-    return _result(values, "input_x_gradient", tgt, {"layer": layer})
+    return _result(values, "input_x_gradient", tgt, {"layer": layer}, probe, x)
 
 
 @register("gradient", "guided backprop")
@@ -151,7 +151,7 @@ def guided_backprop(
     values, tgt, _ = _gradient(
         probe, x, target, None, batch_size, params, "guided_backprop", "grad", names
     )
-    return _result(values, "guided_backprop", tgt, {"layers": names})
+    return _result(values, "guided_backprop", tgt, {"layers": names}, probe, x)
 
 
 @jax.custom_vjp
@@ -271,11 +271,15 @@ def smoothgrad(
         "batch_size": plan.chunk,
         "loop": plan.mode,
     }
-    return _result(values, variant, tgt, settings)
+    return _result(values, variant, tgt, settings, probe, x)
 
 
-def _result(values: jax.Array, method: str, tgt: _checks.Target, settings: dict) -> Attribution:
+def _result(
+    values: jax.Array, method: str, tgt: _checks.Target, settings: dict, probe: Any, x: Any
+) -> Attribution:
     return Attribution(
+        inputs=x,
+        input_range=probe.input_range,
         values=values,
         delta=None,
         method=method,

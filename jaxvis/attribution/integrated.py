@@ -105,6 +105,8 @@ def integrated_gradients(
         values=values,
         delta=delta,
         method="integrated_gradients",
+        inputs=x,
+        input_range=probe.input_range,
         target=tgt.label,
         score=f_x,
         baseline_score=f_b,
@@ -244,6 +246,8 @@ def interior_gradients(
         values=values,
         delta=None,
         method="interior_gradients",
+        inputs=x,
+        input_range=probe.input_range,
         target=tgt.label,
         settings={
             "alphas": arr,

@@ -15,9 +15,15 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
+
+from jaxvis.attribution.result import Attribution
 
 __all__ = ["FAMILIES", "Method", "attribute", "get_method", "methods", "register"]
 
@@ -64,12 +70,25 @@ def register(
         raise ValueError(f"family must be one of {', '.join(FAMILIES)}, got {family!r}")
 
     def add(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def method(probe: Any, x: Any, target: Any = None, **options: Any) -> Any:
+            return _with_inputs(fn(probe, x, target, **options), probe, x)
+
         key = name or fn.__name__
         doc = (fn.__doc__ or "").strip().splitlines()
-        _METHODS[key] = Method(key, fn, family, label, layer_map, doc[0] if doc else "")
-        return fn
+        _METHODS[key] = Method(key, method, family, label, layer_map, doc[0] if doc else "")
+        return method
 
     return add
+
+
+def _with_inputs(result: Any, probe: Any, x: Any) -> Any:
+    """``result`` with the explained inputs kept for its picture, when the method left them out."""
+    if not isinstance(result, Attribution) or result.inputs is not None:
+        return result
+    return dataclasses.replace(
+        result, inputs=np.asarray(x), input_range=getattr(probe, "input_range", (0.0, 1.0))
+    )
 
 
 def methods(family: str | None = None) -> dict[str, Method]:

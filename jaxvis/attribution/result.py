@@ -34,6 +34,12 @@ class Attribution:
         settings: the settings used (steps, quadrature, baseline, noise, ...).
         extra: method-specific arrays (e.g. Grad-CAM's map at the layer's resolution,
             interior gradients' scores per alpha).
+        inputs: the explained inputs ``(N, H, W, C)`` when the method kept them (for the
+            picture a notebook shows: the map over the input), else None.
+        input_range: the range of ``inputs`` (the probe's ``input_range``).
+
+    In a notebook the result shows itself as a picture (``_repr_png_``): the first eight maps
+    over their inputs, red positive and blue negative (the maps alone without ``inputs``).
     """
 
     values: jax.Array
@@ -44,6 +50,8 @@ class Attribution:
     baseline_score: jax.Array | None = None
     settings: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    inputs: Any = field(default=None, repr=False)
+    input_range: Any = (0.0, 1.0)
 
     @property
     def relative_delta(self) -> np.ndarray | None:
@@ -52,6 +60,18 @@ class Attribution:
             return None
         gap = np.abs(np.asarray(self.score) - np.asarray(self.baseline_score))
         return np.abs(np.asarray(self.delta)) / np.maximum(gap, 1e-12)
+
+    def _repr_png_(self) -> bytes | None:
+        """The maps over their inputs as PNG (None for shapes that are not images)."""
+        from jaxvis.render import preview
+
+        values = np.asarray(self.values)
+        if values.ndim < 4:
+            return None
+        inputs = self.inputs
+        if inputs is not None and np.shape(inputs)[:3] != values.shape[-4:-1]:
+            inputs = None  # a layer's map (e.g. attention at token resolution): the map alone
+        return preview.png(preview.attribution_strip(values, inputs, self.input_range))
 
     def __repr__(self) -> str:
         shape = tuple(np.shape(self.values))

@@ -169,6 +169,13 @@ class Concepts:
             params = {k[6:]: f[k] for k in f.files if k.startswith("param_")}
             return cls(meta["method"], f["directions"], params, meta.get("info", {}))
 
+    def _repr_png_(self) -> bytes:
+        """The ``(K, C)`` directions as a red/white/blue table (a row per concept); concept
+        images: ``jv.concepts.top_k``, ``patches``, ``feature_vis``."""
+        from jaxvis.render import preview
+
+        return preview.png(preview.matrix(self.directions, signed=True))
+
     def __repr__(self) -> str:
         layer = f", layer {self.layer!r}" if self.layer else ""
         return f"Concepts({self.method}, {self.n_concepts} x {self.n_channels}{layer})"

@@ -120,6 +120,13 @@ class TopK:
         c = _check_channel(channel, self.n_channels)
         return np.stack([np.asarray(dataset[int(i)]) for i in self.indices[c]])
 
+    def _repr_png_(self) -> bytes:
+        """The ``(C, k)`` scores as a heat table (a row per channel, best image first); the
+        images themselves: :meth:`images` or ``jv.dataset.patches``."""
+        from jaxvis.render import preview
+
+        return preview.png(preview.matrix(self.values))
+
     def __repr__(self) -> str:
         return (
             f"TopK({self.layer!r}, {self.reduce}, {self.n_channels} channels x top-{self.k}, "

@@ -92,6 +92,12 @@ class RenderResult:
     snapshot_steps: list[int] = field(default_factory=list)
     params: Any = None
 
+    def _repr_png_(self) -> bytes:
+        """The images side by side, as a notebook shows the result."""
+        from jaxvis.render import preview
+
+        return preview.png(preview.image_strip(self.images))
+
 
 @dataclass
 class Progress:

@@ -139,6 +139,16 @@ class Recording:
             f"metrics {list(self.metrics)}, {self.nbytes / 1e6:.1f} MB)"
         )
 
+    def _repr_png_(self) -> bytes | None:
+        """The first probe image's channels in the first spatial layer at evenly spaced steps
+        (None without such a layer): what a notebook shows for the recording."""
+        from jaxvis.render import preview
+
+        for acts in self.activations.values():
+            if acts.ndim == 5 and len(acts):  # (T, N, H, W, C)
+                return preview.png(preview.time_strip(acts[:, 0]))
+        return None
+
     # ------------------------------------------------------------------ files
 
     def _arrays(self) -> dict[str, np.ndarray]:

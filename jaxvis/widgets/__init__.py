@@ -20,6 +20,9 @@ Every widget has a stable CSS class (``jv-...``), shows errors from its callback
 * :class:`TrainingReplay` (``jv-training-replay``): replay a ``jv.Recording`` with a step
   slider and Play: activations, metric curves, weight histograms and distributions.
 
+Every widget also saves itself, as it looks now, to a standalone HTML file that needs no
+kernel: ``widget.save_html(path)`` (:func:`save_html`).
+
 Example::
 
     import jaxvis as jv
@@ -29,6 +32,7 @@ Example::
 """
 
 from jaxvis.widgets._errors import ErrorBox
+from jaxvis.widgets._export import save_html
 from jaxvis.widgets.atlas import ActivationAtlas
 from jaxvis.widgets.attention import AttentionExplorer
 from jaxvis.widgets.attribution import Attribution
@@ -58,4 +62,5 @@ __all__ = [
     "TrainingReplay",
     "UnitExplorer",
     "WeightHistograms",
+    "save_html",
 ]

@@ -28,6 +28,7 @@ from jaxvis.layout import default_spatial_layer, unit_layers
 from jaxvis.optvis.atlas import PALETTE, Atlas, AtlasProgress
 from jaxvis.widgets._common import check_images, check_probe
 from jaxvis.widgets._errors import ErrorBox
+from jaxvis.widgets._export import StaticHTML
 from jaxvis.widgets.channel_grid import ChannelGrid
 
 __all__ = ["ActivationAtlas"]
@@ -36,7 +37,7 @@ __all__ = ["ActivationAtlas"]
 MAX_SHOWN = 16
 
 
-class ActivationAtlas(W.VBox):
+class ActivationAtlas(StaticHTML, W.VBox):
     """Build, show and explore an activation atlas of a data set.
 
     Args:

@@ -24,6 +24,7 @@ from jaxvis import render
 from jaxvis.probe import Probe
 from jaxvis.widgets._common import check_images, check_probe, class_name, fmt, set_class_options
 from jaxvis.widgets._errors import ErrorBox
+from jaxvis.widgets._export import StaticHTML
 from jaxvis.widgets.channel_grid import ChannelGrid
 
 __all__ = ["AttentionExplorer"]
@@ -37,7 +38,7 @@ METHOD_LABELS = {
 VIEW_PX = 256
 
 
-class AttentionExplorer(W.VBox):
+class AttentionExplorer(StaticHTML, W.VBox):
     """Attention maps, rollout and gradient rollout of a ViT over a set of images.
 
     Args:

@@ -33,6 +33,7 @@ from jaxvis.widgets._common import (
     set_class_options,
 )
 from jaxvis.widgets._errors import ErrorBox
+from jaxvis.widgets._export import StaticHTML
 
 __all__ = ["Attribution"]
 
@@ -52,7 +53,7 @@ MAX_STEPS = 1024
 VIEW_PX = 224
 
 
-class Attribution(W.VBox):
+class Attribution(StaticHTML, W.VBox):
     """Attribution explorer for one probe and a set of images.
 
     Args:

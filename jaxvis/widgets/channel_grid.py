@@ -20,6 +20,7 @@ import numpy as np
 import traitlets as T
 
 from jaxvis import render
+from jaxvis.widgets._export import StaticHTML
 
 __all__ = [
     "ChannelGrid",
@@ -140,7 +141,7 @@ def _tile_at(g: dict[str, Any], x: float, y: float) -> int:
     return idx if idx < g["n_tiles"] else -1
 
 
-class ChannelGrid(anywidget.AnyWidget):
+class ChannelGrid(StaticHTML, anywidget.AnyWidget):
     """A grid of tiles (channels, units, kernels) in one PNG, with hover labels and clicks.
 
     Traits (all synced with the browser): ``png`` (PNG bytes), ``img_width``/``img_height``,
@@ -299,7 +300,7 @@ def render_spec(spec: GridSpec) -> RenderedGrid:
     return RenderedGrid(spec.name, spec.title, render.png_bytes(image), geom, labels)
 
 
-class LayerGrids(anywidget.AnyWidget):
+class LayerGrids(StaticHTML, anywidget.AnyWidget):
     """Many titled channel grids (one per layer) in one widget, updated in one message.
 
     Each grid renders as ``<div class="jv-channel-grid jv-layer-grid" data-layer=name>`` with a

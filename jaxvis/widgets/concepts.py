@@ -29,6 +29,7 @@ from jaxvis import render
 from jaxvis.probe import Probe
 from jaxvis.widgets._common import check_probe, fmt
 from jaxvis.widgets._errors import ErrorBox
+from jaxvis.widgets._export import StaticHTML
 from jaxvis.widgets.feature_vis import preview_image
 
 __all__ = ["ConceptExplorer"]
@@ -39,7 +40,7 @@ DETAIL_INPUTS = 6
 MAX_ROWS = 32
 
 
-class ConceptExplorer(W.VBox):
+class ConceptExplorer(StaticHTML, W.VBox):
     """Fit concepts of ``layer`` on ``dataset`` and browse them.
 
     Args:

@@ -41,6 +41,7 @@ from jaxvis.layout import default_spatial_layer, unit_layers
 from jaxvis.optvis import objectives as O
 from jaxvis.widgets._common import check_images, check_probe, empty_message
 from jaxvis.widgets._errors import ErrorBox
+from jaxvis.widgets._export import StaticHTML
 from jaxvis.widgets.atlas import ActivationAtlas
 
 __all__ = ["FeatureVis", "preview_image"]
@@ -88,7 +89,7 @@ def preview_image(images: np.ndarray, size: int = PREVIEW_PX) -> np.ndarray:
     return render.grid(images, normalize="none", spacing=2)
 
 
-class FeatureVis(W.VBox):
+class FeatureVis(StaticHTML, W.VBox):
     """Activation maximisation behind sliders: Run, Stop, live preview, grid mode, curve, save.
 
     Args:

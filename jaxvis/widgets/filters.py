@@ -13,6 +13,7 @@ from jaxvis import render
 from jaxvis.probe import Probe
 from jaxvis.widgets._common import check_probe, empty_message, fmt, probe_conv_layers
 from jaxvis.widgets._errors import ErrorBox
+from jaxvis.widgets._export import StaticHTML
 from jaxvis.widgets.channel_grid import ChannelGrid, tile_scale
 
 __all__ = ["FilterGrid"]
@@ -24,7 +25,7 @@ ENLARGED_PX = 160
 BACKGROUND = 110
 
 
-class FilterGrid(W.VBox):
+class FilterGrid(StaticHTML, W.VBox):
     """The kernels of a conv layer: a row per output channel, a column per input channel.
 
     Weights are coloured red (positive) / white (zero) / blue (negative) on one scale for the

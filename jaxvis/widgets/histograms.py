@@ -16,6 +16,7 @@ import numpy as np
 from jaxvis.probe import Probe
 from jaxvis.widgets._common import empty_message, fmt
 from jaxvis.widgets._errors import ErrorBox
+from jaxvis.widgets._export import StaticHTML
 
 __all__ = ["WeightHistograms", "collect_weights"]
 
@@ -81,7 +82,7 @@ def _key(k: Any) -> str:
     return str(k)
 
 
-class WeightHistograms(W.VBox):
+class WeightHistograms(StaticHTML, W.VBox):
     """Histograms of a model's weights, one parameter array at a time (dropdown).
 
     Args:

@@ -46,6 +46,7 @@ from jaxvis.widgets._common import (
     layer_title,
 )
 from jaxvis.widgets._errors import ErrorBox
+from jaxvis.widgets._export import StaticHTML
 from jaxvis.widgets.channel_grid import (
     ChannelGrid,
     GridSpec,
@@ -135,7 +136,7 @@ def class_token(act: np.ndarray, layout: LayerLayout) -> np.ndarray | None:
     return np.asarray(prefix_view(np.asarray(act)[None], layout))[0, 0]
 
 
-class LayerExplorer(W.VBox):
+class LayerExplorer(StaticHTML, W.VBox):
     """Slide through images and see each layer's channels, the prediction and one channel big.
 
     Args:

@@ -9,6 +9,7 @@ import ipywidgets as W
 
 from jaxvis.probe import Probe
 from jaxvis.widgets._common import check_probe
+from jaxvis.widgets._export import StaticHTML
 
 __all__ = ["ModelSummary", "summary_html"]
 
@@ -88,7 +89,7 @@ def _shape(shape: Any) -> str:
     return "×".join(map(str, shape)) if shape else "—"
 
 
-class ModelSummary(W.HTML):
+class ModelSummary(StaticHTML, W.HTML):
     """The layers of a probed model as a table: name, kind, output shape, parameters, settings.
 
     ``rows`` holds ``probe.summary()`` (rows indented by nesting depth, each with its own

@@ -34,6 +34,7 @@ from jaxvis import render
 from jaxvis.training import Recording
 from jaxvis.widgets._common import fmt
 from jaxvis.widgets._errors import ErrorBox
+from jaxvis.widgets._export import StaticHTML
 
 __all__ = ["TrainingReplay"]
 
@@ -65,7 +66,7 @@ def _check_recording(recording: Any) -> Recording:
     return recording
 
 
-class TrainingReplay(W.VBox):
+class TrainingReplay(StaticHTML, W.VBox):
     """Replay a :class:`jaxvis.Recording`: step slider with Play, per-layer activation grids,
     metric curves, weight histograms and distributions, GIF/PNG export.
 

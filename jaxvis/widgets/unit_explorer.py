@@ -30,6 +30,7 @@ from jaxvis.optvis import objectives
 from jaxvis.probe import Probe
 from jaxvis.widgets._common import check_probe, fmt, image_png, layer_title
 from jaxvis.widgets._errors import ErrorBox
+from jaxvis.widgets._export import StaticHTML
 from jaxvis.widgets.feature_vis import preview_image
 
 __all__ = ["UnitExplorer"]
@@ -41,7 +42,7 @@ MAX_TILE_PX = 112
 BOX_RGB = (230, 40, 40)
 
 
-class UnitExplorer(W.VBox):
+class UnitExplorer(StaticHTML, W.VBox):
     """A layer dropdown and a channel slider over a unit's synthetic image, top-9 images and
     patches, and its activation on the current input.
 
