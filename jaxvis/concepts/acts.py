@@ -28,12 +28,12 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from jaxvis._checks import check_float, check_positive_int, check_probe
 from jaxvis._xla import jit
 from jaxvis.dataset.topk import (
     _check_batch,
     _iter_batches,
     _mesh,
-    _positive_int,
     _progress_bar,
     _round_up,
     _total_images,
@@ -168,21 +168,17 @@ def activations(
         devices: mesh devices (default every device JAX sees).
         progress: show a progress bar.
     """
-    if not isinstance(probe, Probe):
-        raise TypeError(f"probe must be a jaxvis.Probe, got {type(probe).__name__}")
+    check_probe(probe)
     if isinstance(layer, bool) or not isinstance(layer, str):
-        raise TypeError(f"layer must be a layer name (str), got {layer!r}")
+        raise TypeError(f"layer must be a layer name (str); got {layer!r}")
     if max_samples is not None:
-        max_samples = _positive_int(max_samples, "max_samples")
+        max_samples = check_positive_int(max_samples, "max_samples")
     if positions_per_image is not None:
-        positions_per_image = _positive_int(positions_per_image, "positions_per_image")
+        positions_per_image = check_positive_int(positions_per_image, "positions_per_image")
     if crops is not None:
-        crops = _positive_int(crops, "crops")
-        if isinstance(crop_size, bool) or not isinstance(crop_size, int | float):
-            raise TypeError(f"crop_size must be a number in (0, 1], got {crop_size!r}")
-        if not 0 < crop_size <= 1:
-            raise ValueError(f"crop_size must be in (0, 1], got {crop_size}")
-    batch_size = _positive_int(batch_size, "batch_size")
+        crops = check_positive_int(crops, "crops")
+        crop_size = check_float(crop_size, "crop_size", minimum=0.0, maximum=1.0, open_low=True)
+    batch_size = check_positive_int(batch_size, "batch_size")
     stream = _iter_batches(batches, batch_size)
     if probe.input_shape is None:
         first = next(stream, None)

@@ -40,9 +40,10 @@ import optax
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from jaxvis._checks import check_positive_int
 from jaxvis._xla import jit
 from jaxvis.concepts.factor import SAE_METHODS, Concepts, _check_matrix
-from jaxvis.dataset.topk import _mesh, _positive_int, _progress_bar
+from jaxvis.dataset.topk import _mesh, _progress_bar
 
 __all__ = ["encode_fn", "loss_recovered", "sae_metrics", "train_sae"]
 
@@ -258,16 +259,18 @@ def train_sae(
         raise ValueError(f"kind must be one of {SAE_METHODS}, got {kind!r}")
     x = _check_matrix(acts)
     n, c = x.shape
-    m = _positive_int(n_latents, "n_latents")
-    k = _positive_int(k, "k")
+    m = check_positive_int(n_latents, "n_latents")
+    k = check_positive_int(k, "k")
     if k > m:
         raise ValueError(f"k must be at most n_latents ({m}), got {k}")
-    steps = _positive_int(steps, "steps")
-    batch_size = _positive_int(batch_size, "batch_size")
-    chunk = min(_positive_int(chunk, "chunk"), steps)
-    resample_every = _positive_int(resample_every, "resample_every")
+    steps = check_positive_int(steps, "steps")
+    batch_size = check_positive_int(batch_size, "batch_size")
+    chunk = min(check_positive_int(chunk, "chunk"), steps)
+    resample_every = check_positive_int(resample_every, "resample_every")
     warmup = max(0, int(warmup))
-    dead_after = 20 * batch_size if dead_after is None else _positive_int(dead_after, "dead_after")
+    dead_after = (
+        20 * batch_size if dead_after is None else check_positive_int(dead_after, "dead_after")
+    )
     mesh = _mesh(devices)
     if batch_size % mesh.size:
         raise ValueError(

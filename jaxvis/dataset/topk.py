@@ -51,7 +51,6 @@ from __future__ import annotations
 import collections
 import itertools
 import math
-import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -62,9 +61,11 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from jaxvis._checks import check_choice, check_int, check_layer, check_positive_int, check_probe
+from jaxvis._per_probe import PerProbe
+from jaxvis._protocols import ProbeLike
 from jaxvis._xla import jit
 from jaxvis.layout import LayerLayout, prefix_view, spatial_view
-from jaxvis.probe import Probe
 
 __all__ = ["POSITIONS", "REDUCTIONS", "TopK", "top_k"]
 
@@ -75,6 +76,8 @@ POSITIONS = ("patches", "cls")
 #: Steps dispatched ahead of the device at most: with JAX's asynchronous dispatch a fast host
 #: would otherwise queue every batch of the dataset on the device before the first one ran.
 MAX_IN_FLIGHT = 2
+#: The largest ``k`` for a stream of unknown length (a generator); arrays clamp k to their size.
+MAX_STREAM_K = 4096
 _AXIS = "batch"
 
 
@@ -128,7 +131,7 @@ class TopK:
 
 
 def top_k(
-    probe: Probe,
+    probe: ProbeLike,
     batches: Any,
     layer: str,
     k: int = 9,
@@ -164,10 +167,11 @@ def top_k(
         res = top_k(probe, (x[i:i + 512] for i in range(0, len(x), 512)), "conv5", k=9)
         res.indices[3]        # the 9 images channel 3 of conv5 likes most, best first
     """
-    if not isinstance(probe, Probe):
-        raise TypeError(f"probe must be a jaxvis.Probe, got {type(probe).__name__}")
-    if isinstance(layer, bool) or not isinstance(layer, str):
-        raise TypeError(f"layer must be a layer name (str), got {layer!r}")
+    check_probe(probe)
+    k = check_positive_int(k, "k")
+    batch_size = check_positive_int(batch_size, "batch_size")
+    reduce = check_choice(reduce, "reduce", REDUCTIONS)
+    position = check_choice(position, "position", POSITIONS)
     stream = _iter_batches(batches, batch_size)
     if probe.input_shape is None:  # the first batch tells the probe its image shape
         first = next(stream, None)
@@ -175,24 +179,19 @@ def top_k(
             raise ValueError("batches is empty: expected at least one image")
         _check_batch(probe, first, 0)
         stream = itertools.chain([first], stream)
-    info = probe.layer(layer)  # unknown names raise with the closest names
+    info = probe.layer(check_layer(probe, layer))  # unknown names raise with close names
     layout = probe.layout(layer)
     if layout.channels is None:
         raise ValueError(
             f"layer {layer!r} has outputs of shape {info.shape} ({layout.kind}): top_k needs "
             "(H, W, C), (C,) or (T, D) / (T, heads, d) tokens over a patch grid"
         )
-    if position not in POSITIONS:
-        raise ValueError(f"position must be one of {POSITIONS}, got {position!r}")
     if position == "cls" and (layout.grid is None or layout.grid.prefix == 0):
         raise ValueError(
             f"position='cls' needs a token layer with a class token; {layer!r} has shape "
             f"{info.shape} ({layout.kind}, no class token)"
         )
-    k = _positive_int(k, "k")
-    batch_size = _positive_int(batch_size, "batch_size")
-    if reduce not in REDUCTIONS:
-        raise ValueError(f"reduce must be one of {REDUCTIONS}, got {reduce!r}")
+    k = _state_k(k, _total_images(batches))
     mesh = _mesh(devices)
     n_local = sum(d.process_index == jax.process_index() for d in mesh.devices.flat)
     step = _step(probe, layer, layout, position, k, reduce, mesh)
@@ -258,17 +257,34 @@ def top_k(
 
 # ---------------------------------------------------------------- the jitted, sharded step
 
-_STEPS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_STEPS: PerProbe[Callable] = PerProbe()
 
 
 def _step(
-    probe: Probe, layer: str, layout: LayerLayout, position: str, k: int, reduce: str, mesh: Mesh
+    probe: ProbeLike,
+    layer: str,
+    layout: LayerLayout,
+    position: str,
+    k: int,
+    reduce: str,
+    mesh: Mesh,
 ) -> Callable:
     """The jitted step ``(params, x, mask, values, indices, positions, count) -> state``."""
-    cache = _STEPS.setdefault(probe, {})
     key = (layer, position, k, reduce, tuple(d.id for d in mesh.devices.flat))
-    if key in cache:
-        return cache[key]
+    return _STEPS.get(
+        probe, key, lambda: _make_step(probe, layer, layout, position, k, reduce, mesh)
+    )
+
+
+def _make_step(
+    probe: ProbeLike,
+    layer: str,
+    layout: LayerLayout,
+    position: str,
+    k: int,
+    reduce: str,
+    mesh: Mesh,
+) -> Callable:
     n_dev = mesh.size
 
     def local(params, x, mask, values, indices, positions, count):
@@ -309,8 +325,7 @@ def _step(
         out_specs=(P(), P(), P(), P(), P()),
         check_vma=False,  # replicated by construction: every device merges the same gathers
     )
-    cache[key] = jit(sharded, donate_argnums=(3, 4, 5, 6))
-    return cache[key]
+    return jit(sharded, donate_argnums=(3, 4, 5, 6))
 
 
 def _mesh(devices: Sequence[jax.Device] | None) -> Mesh:
@@ -357,7 +372,7 @@ def _images_of(item: Any) -> Any:
     return item
 
 
-def _check_batch(probe: Probe, x: Any, i: int) -> np.ndarray:
+def _check_batch(probe: ProbeLike, x: Any, i: int) -> np.ndarray:
     name = f"batch {i} of batches"
     if not hasattr(x, "shape") or not hasattr(x, "dtype"):
         raise TypeError(f"{name} must be a numpy or jax array (B, H, W, C), got {type(x)}")
@@ -392,17 +407,23 @@ def _round_up(n: int, multiple: int) -> int:
     return max(multiple, math.ceil(n / multiple) * multiple)
 
 
-def _positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise TypeError(f"{name} must be a positive integer, got {value!r}")
-    if value <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {value}")
-    return int(value)
+def _state_k(k: int, total: int | None) -> int:
+    """The k the running state holds: at most the images there are.
+
+    The state is ``(C, k)`` per array, allocated before the first batch: with the dataset's
+    size known, k is clamped to it; for a stream of unknown length k is bounded by
+    :data:`MAX_STREAM_K` so a typo (``k=10**8``) cannot allocate gigabytes.
+    """
+    if total is not None:
+        return max(1, min(k, total))
+    if k > MAX_STREAM_K:
+        raise ValueError(
+            f"k must be at most {MAX_STREAM_K} for a stream of batches of unknown length "
+            f"(the running top-k is allocated up front); got k={k}. Pass one array or a list "
+            "of arrays to clamp k to the number of images"
+        )
+    return k
 
 
 def _check_channel(channel: Any, n_channels: int, name: str = "channel") -> int:
-    if isinstance(channel, bool) or not isinstance(channel, int | np.integer):
-        raise TypeError(f"{name} must be an integer, got {channel!r}")
-    if not 0 <= channel < n_channels:
-        raise ValueError(f"{name} must be in [0, {n_channels - 1}], got {channel}")
-    return int(channel)
+    return check_int(channel, name, minimum=0, maximum=n_channels - 1)

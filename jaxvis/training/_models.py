@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 
+from jaxvis._trees import weight_arrays as tree_weight_arrays
 from jaxvis.probe import Probe
 
 __all__ = ["make_probe", "params_for", "weight_arrays"]
@@ -116,13 +116,6 @@ def params_for(probe: Probe, obj: Any) -> Any:
     return obj
 
 
-def _key(k: Any) -> str:
-    for attr in ("key", "name", "idx"):
-        if hasattr(k, attr):
-            return str(getattr(k, attr))
-    return str(k)
-
-
 def weight_arrays(kind: str, params: Any) -> dict[str, Any]:
     """``{"layer.param": array}`` of the float parameter arrays in ``params`` (traceable).
 
@@ -135,10 +128,4 @@ def weight_arrays(kind: str, params: Any) -> dict[str, Any]:
         params = nnx.filter_state(params, nnx.Param) if isinstance(params, nnx.State) else params
     elif kind == "linen":
         params = params.get("params", params) if hasattr(params, "get") else params
-    out: dict[str, Any] = {}
-    for path, leaf in jax.tree_util.tree_leaves_with_path(params):
-        if not hasattr(leaf, "dtype") or not jnp.issubdtype(leaf.dtype, jnp.floating):
-            continue
-        keys = [k for k in (_key(p) for p in path) if k not in ("value", "raw_value")]
-        out[".".join(keys) or "weights"] = leaf
-    return out
+    return tree_weight_arrays(params)

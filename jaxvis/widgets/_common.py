@@ -8,7 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from jaxvis import render
+from jaxvis import _checks, render
+from jaxvis._checks import check_probe
+from jaxvis._protocols import ProbeLike
 from jaxvis.probe import Probe
 
 __all__ = [
@@ -23,19 +25,9 @@ __all__ = [
 ]
 
 
-def check_probe(probe: Any, name: str = "probe") -> Probe:
-    """``probe`` itself if it is a :class:`jaxvis.Probe`, else a TypeError naming ``name``."""
-    if isinstance(probe, Probe):
-        return probe
-    hint = ""
-    if isinstance(getattr(probe, "probe", None), Probe):
-        hint = f"; pass its .probe (e.g. {name}=zoo_model.probe)"
-    raise TypeError(f"{name} must be a jaxvis.Probe, got {type(probe).__name__}{hint}")
-
-
-def check_images(images: Any, probe: Probe, name: str = "images") -> np.ndarray:
-    """``images`` as a float32 ``(N, H, W, C)`` array, validated by ``probe.check_input``."""
-    return np.asarray(probe.check_input(images, name), np.float32)
+def check_images(images: Any, probe: ProbeLike, name: str = "images") -> np.ndarray:
+    """``images`` as a float32 numpy ``(N, H, W, C)`` array (see ``jaxvis._checks``)."""
+    return np.asarray(_checks.check_images(probe, images, name))
 
 
 def check_labels(labels: Any, n: int, name: str = "labels") -> list[Any] | None:

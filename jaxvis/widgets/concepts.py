@@ -26,6 +26,7 @@ import numpy as np
 
 from jaxvis import concepts as jc
 from jaxvis import render
+from jaxvis._checks import check_choice, check_positive_int
 from jaxvis.probe import Probe
 from jaxvis.widgets._common import check_probe, fmt
 from jaxvis.widgets._errors import ErrorBox
@@ -77,11 +78,9 @@ class ConceptExplorer(W.VBox):
         lay = self.probe.layout(layer)  # unknown names raise with suggestions
         if lay.spatial_shape is None:
             raise ValueError(f"layer {layer!r} ({lay.kind}) has no spatial view: no heatmaps")
-        if method not in jc.METHODS:
-            raise ValueError(f"method must be one of {jc.METHODS}, got {method!r}")
+        check_choice(method, "method", jc.METHODS)
         for name, v in (("n_concepts", n_concepts), ("fit_images", fit_images), ("k", k)):
-            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+            check_positive_int(v, name)
         self.fit_images, self.max_samples, self.fv_steps, self.k = (
             fit_images,
             max_samples,

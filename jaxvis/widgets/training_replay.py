@@ -31,6 +31,7 @@ import ipywidgets as W
 import numpy as np
 
 from jaxvis import render
+from jaxvis._checks import check_positive_int, check_range
 from jaxvis.training import Recording
 from jaxvis.widgets._common import fmt
 from jaxvis.widgets._errors import ErrorBox
@@ -117,17 +118,12 @@ class TrainingReplay(W.VBox):
         if value_range is None and rec.meta.get("value_range"):
             value_range = tuple(rec.meta["value_range"])
         if value_range is not None:
-            lo, hi = (float(v) for v in value_range)
-            if not lo < hi:
-                raise ValueError(f"value_range must be (lo, hi) with lo < hi, got {value_range}")
-            value_range = (lo, hi)
+            value_range = check_range(value_range, "value_range")
         self.value_ranges = {name: value_range or self._symmetric(name) for name in self.layers}
         sides = [max(rec.activations[n].shape[2:4]) for n in self.layers]
         if tile_px is None:
             tile_px = min(MAX_MAP_PX, max([28, *sides]))
-        if isinstance(tile_px, bool) or not isinstance(tile_px, int) or tile_px < 1:
-            raise ValueError(f"tile_px must be a positive int, got {tile_px!r}")
-        self.tile_px = tile_px
+        self.tile_px = check_positive_int(tile_px, "tile_px")
         self.out_dir = Path(out_dir)
         self.prefix = str(prefix)
         self.error = ErrorBox()

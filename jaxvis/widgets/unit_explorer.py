@@ -25,6 +25,7 @@ import numpy as np
 
 from jaxvis import dataset as ds
 from jaxvis import optvis, render
+from jaxvis._checks import check_int, check_positive_int
 from jaxvis.layout import default_spatial_layer, prefix_view, spatial_view, unit_layers
 from jaxvis.optvis import objectives
 from jaxvis.probe import Probe
@@ -76,11 +77,9 @@ class UnitExplorer(W.VBox):
     ) -> None:
         self.probe = check_probe(probe)
         self.dataset = _check_dataset(dataset, self.probe)
-        if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
-            raise ValueError(f"k must be a positive integer, got {k!r}")
-        if isinstance(fv_steps, bool) or not isinstance(fv_steps, int) or fv_steps < 0:
-            raise ValueError(f"fv_steps must be an integer >= 0, got {fv_steps!r}")
-        self.k, self.fv_steps, self.batch_size = k, fv_steps, batch_size
+        self.k = check_positive_int(k, "k")
+        self.fv_steps = check_int(fv_steps, "fv_steps", minimum=0)
+        self.batch_size = check_positive_int(batch_size, "batch_size")
         units = set(unit_layers(self.probe))
         self.layers = [ly for ly in self.probe.layers if ly.name in units]
         if not self.layers:
