@@ -89,9 +89,14 @@ def check_float(
     >>> check_float(0.5, "noise", minimum=0.0)
     0.5
     """
-    low = None if minimum is None else ("> " if open_low else ">= ") + f"{minimum:g}"
-    high = None if maximum is None else f"<= {maximum:g}"
-    expected = "a finite number" + "".join(f" {b}" for b in (low, high) if b)
+    if minimum is not None and maximum is not None:
+        expected = f"a number in {'(' if open_low else '['}{minimum:g}, {maximum:g}]"
+    elif minimum == 0 and open_low:
+        expected = "a positive number"
+    elif minimum is not None:
+        expected = f"a finite number {'>' if open_low else '>='} {minimum:g}"
+    else:
+        expected = "a finite number" + ("" if maximum is None else f" <= {maximum:g}")
     if isinstance(value, bool) or not isinstance(value, Real):
         raise TypeError(f"{name} must be {expected}; got {value!r}")
     v = float(value)

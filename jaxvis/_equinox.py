@@ -42,7 +42,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxvis._capture import _ACTIVE, SETTING_NAMES, Recorder, StopForward
+from jaxvis._capture import _ACTIVE, SETTING_NAMES, LayerCapture, StopForward
 
 #: Flax's names for Equinox's layer settings, as summaries and receptive fields read them.
 _EQUINOX_NAMES = {
@@ -101,7 +101,7 @@ def equinox_parts(
         recorded = _instrument(combined if state is None else combined[0], "")
         state_args = () if state is None else (combined[1],)
         outer = _ACTIVE.get()
-        inner = Recorder(
+        inner = LayerCapture(
             wanted=None if outer is None else outer.wanted,
             truncate=outer is not None and outer.truncate,
         )

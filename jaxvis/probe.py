@@ -19,8 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxvis._capture import (
+    LayerCapture,
     LayerInfo,
-    Recorder,
     StopForward,
     linen_interceptor,
     nnx_module_outputs,
@@ -190,7 +190,7 @@ class Probe:
 
     def _discover(self) -> None:
         spec = jax.ShapeDtypeStruct((1, *self.input_shape), jnp.float32)
-        recorder = Recorder()
+        recorder = LayerCapture()
 
         def run(params: Any, x: jax.Array) -> dict[str, Any]:
             with recorder.active():
@@ -223,7 +223,8 @@ class Probe:
         # Scans run as Python loops only when a wanted layer lives inside one (see
         # nnx_module_outputs); the output alone compiles the model's own compact loop.
         loops = wanted is None or any(n not in self._infos or self._infos[n].looped for n in wanted)
-        recorder = Recorder(wanted=wanted, truncate=truncate and wanted is not None, loops=loops)
+        truncated = truncate and wanted is not None
+        recorder = LayerCapture(wanted=wanted, truncate=truncated, loops=loops)
         output = None
         with recorder.active():
             try:

@@ -12,7 +12,8 @@ import pytest
 from flax import nnx
 
 import jaxvis as jv
-from jaxvis.zoo import _io, data_mnist
+from jaxvis import _files, _paths
+from jaxvis.zoo import data_mnist
 from jaxvis.zoo.data_shapes import SHAPE_NAMES, make_shapes, shape_mask
 from jaxvis.zoo.models import Activation, AvgPool, MaxPool
 from jaxvis.zoo.train import TrainConfig, augment, fit, make_train_step, predict
@@ -179,7 +180,7 @@ def test_weights_roundtrip_and_mismatch(tmp_path):
 
 def test_atomic_savez_refuses_object_arrays(tmp_path):
     with pytest.raises(TypeError, match="pickle"):
-        _io.atomic_savez(tmp_path / "bad.npz", {"a": np.array([{}], dtype=object)})
+        _files.atomic_savez(tmp_path / "bad.npz", {"a": np.array([{}], dtype=object)})
     assert not list(tmp_path.iterdir())
 
 
@@ -188,7 +189,7 @@ def test_atomic_savez_refuses_object_arrays(tmp_path):
 
 def test_cache_dir_env_override(monkeypatch, tmp_path):
     monkeypatch.setenv("JAXVIS_CACHE", str(tmp_path / "c"))
-    assert _io.cache_dir() == tmp_path / "c"
+    assert _paths.cache_dir() == tmp_path / "c"
 
 
 def test_mnist_is_cached_and_split_reproducibly(monkeypatch, tmp_path):

@@ -10,7 +10,8 @@ Every widget has a stable CSS class (``jv-...``), shows errors from its callback
 * :class:`ModelSummary` (``jv-model-summary``): the layer table.
 * :class:`FilterGrid` (``jv-filter-grid``): the kernels of a conv layer.
 * :class:`WeightHistograms` (``jv-weight-histograms``): weight distributions, before/after.
-* :class:`FeatureVis`: feature visualisation; :class:`Attribution`: attribution maps.
+* :class:`FeatureVis`: feature visualisation; :class:`AttributionExplorer`: attribution maps
+  (``Attribution``, its old name, still works for one release with a ``DeprecationWarning``).
 * :class:`AttentionExplorer` (``jv-attention``): a ViT's attention per block, head and
   clicked query patch, attention rollout and gradient rollout.
 * :class:`UnitExplorer` (``jv-unit-explorer``): one unit's synthetic image, top-9 images
@@ -26,9 +27,10 @@ Example::
     jv.widgets.LayerExplorer(zoo.probe, zoo.x_test[:100], labels=zoo.y_test[:100])
 """
 
+from jaxvis._deprecation import deprecated_names
 from jaxvis.widgets._errors import ErrorBox
 from jaxvis.widgets.attention import AttentionExplorer
-from jaxvis.widgets.attribution import Attribution
+from jaxvis.widgets.attribution import Attribution as AttributionExplorer
 from jaxvis.widgets.channel_grid import ChannelGrid, GridSpec, LayerGrids
 from jaxvis.widgets.concepts import ConceptExplorer
 from jaxvis.widgets.feature_vis import FeatureVis
@@ -41,7 +43,7 @@ from jaxvis.widgets.unit_explorer import UnitExplorer
 
 __all__ = [
     "AttentionExplorer",
-    "Attribution",
+    "AttributionExplorer",
     "ChannelGrid",
     "ConceptExplorer",
     "ErrorBox",
@@ -55,3 +57,8 @@ __all__ = [
     "UnitExplorer",
     "WeightHistograms",
 ]
+
+#: Old names, kept for one release (``DeprecationWarning`` on use; listed in CHANGELOG.md).
+__getattr__ = deprecated_names(
+    __name__, {"Attribution": ("AttributionExplorer", lambda: AttributionExplorer)}
+)

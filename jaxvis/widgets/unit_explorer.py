@@ -25,7 +25,7 @@ import numpy as np
 
 from jaxvis import dataset as ds
 from jaxvis import optvis, render
-from jaxvis._checks import check_int, check_positive_int
+from jaxvis._checks import check_choice, check_int, check_positive_int
 from jaxvis.layout import default_spatial_layer, prefix_view, spatial_view, unit_layers
 from jaxvis.optvis import objectives
 from jaxvis.probe import Probe
@@ -94,8 +94,7 @@ class UnitExplorer(W.VBox):
             raise ValueError(
                 f"layer {start!r} has outputs {info.shape}: need (H, W, C), (C,) or (T, D) tokens"
             )
-        if not 0 <= channel < n_channels:
-            raise ValueError(f"channel must be in [0, {n_channels - 1}], got {channel}")
+        check_int(channel, "channel", minimum=0, maximum=n_channels - 1)
         self._topk: dict[str, ds.TopK] = {}
         self._fv: dict[tuple[str, int], np.ndarray] = {}
         self.timings: dict[str, float] = {}
@@ -192,7 +191,15 @@ class UnitExplorer(W.VBox):
     # ------------------------------------------------------------------ display
 
     def show(self, layer: str | None = None, channel: int | None = None) -> None:
-        """Show ``layer``/``channel`` (default: the current ones); errors appear in place."""
+        """Show ``layer``/``channel`` (default: the current ones); errors appear in place.
+
+        An unknown layer or a channel out of range raises (as in the constructor): the
+        channel slider would otherwise clamp it silently."""
+        if layer is not None:
+            check_choice(layer, "layer", [ly.name for ly in self.layers])
+        if channel is not None:
+            n = self._channels(layer if layer is not None else self.layer_select.value)
+            check_int(channel, "channel", minimum=0, maximum=n - 1)
         if layer is not None or channel is not None:
             self._syncing = True
             try:

@@ -22,7 +22,8 @@ import math
 
 import numpy as np
 
-from jaxvis.zoo._io import atomic_savez, cache_dir
+from jaxvis._files import atomic_savez
+from jaxvis._paths import cache_dir
 from jaxvis.zoo.data import ZooData
 
 __all__ = ["SHAPE_NAMES", "load_shapes", "make_shapes", "shape_mask"]
