@@ -219,6 +219,7 @@ class Probe:
         With ``layers`` given and ``truncate`` true, the forward pass stops after the last
         wanted layer and ``output`` is None. Safe to use inside ``jax.jit``/``jax.grad``.
         """
+        self._check_params(params)
         wanted = None if layers is None else frozenset(layers)
         # Scans run as Python loops only when a wanted layer lives inside one (see
         # nnx_module_outputs); the output alone compiles the model's own compact loop.
@@ -390,6 +391,18 @@ class Probe:
             raise ValueError(
                 f"{name} has values in [{bottom:g}, {top:g}], far outside the probe's input "
                 f"range {self.input_range}: expected pixels in that range{hint}"
+            )
+
+    def _check_params(self, params: Any) -> None:
+        """Refuse parameters with another number of arrays than the probe's (``{}``, a part
+        such as ``variables["params"]``) before the model fails on them deep in its trace."""
+        expected = len(jax.tree_util.tree_leaves(self.params))
+        got = len(jax.tree_util.tree_leaves(params))
+        if got != expected:
+            shown = repr(params) if got == 0 else f"a {type(params).__name__}"
+            raise ValueError(
+                f"params has {got} arrays ({shown}), expected {expected}: pass a pytree shaped "
+                "like probe.params (or params=None for the probe's own)"
             )
 
     def _set_input_shape(self, shape: tuple[int, ...], name: str) -> None:

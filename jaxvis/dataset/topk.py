@@ -172,13 +172,13 @@ def top_k(
     batch_size = check_positive_int(batch_size, "batch_size")
     reduce = check_choice(reduce, "reduce", REDUCTIONS)
     position = check_choice(position, "position", POSITIONS)
+    # the first batch is checked before anything is allocated or compiled (and tells a
+    # probe without input_shape its image shape)
     stream = _iter_batches(batches, batch_size)
-    if probe.input_shape is None:  # the first batch tells the probe its image shape
-        first = next(stream, None)
-        if first is None:
-            raise ValueError("batches is empty: expected at least one image")
-        _check_batch(probe, first, 0)
-        stream = itertools.chain([first], stream)
+    first = next(stream, None)
+    if first is None:
+        raise ValueError("batches is empty: expected at least one image")
+    stream = itertools.chain([_check_batch(probe, first, 0)], stream)
     info = probe.layer(check_layer(probe, layer))  # unknown names raise with close names
     layout = probe.layout(layer)
     if layout.channels is None:
@@ -200,12 +200,12 @@ def top_k(
     replicated = NamedSharding(mesh, P())
     batch_sharding = NamedSharding(mesh, P(_AXIS))
     params = jax.device_put(probe.params, replicated)
-    state = jax.device_put(
+    state = jax.device_put(  # built on the host: no program compiles for the initial state
         (
-            jnp.full((n_channels, k), -jnp.inf, jnp.float32),
-            jnp.full((n_channels, k), -1, jnp.int32),
-            jnp.zeros((n_channels, k), jnp.int32),
-            jnp.zeros((), jnp.int32),
+            np.full((n_channels, k), -np.inf, np.float32),
+            np.full((n_channels, k), -1, np.int32),
+            np.zeros((n_channels, k), np.int32),
+            np.zeros((), np.int32),
         ),
         replicated,
     )
