@@ -20,7 +20,7 @@ matrix products, and the bytes of every intermediate value (what the backward pa
 * a chunk costs at least :data:`PYTHON_MIN_FLOPS`: ``"python"``. Each call then runs for tens
   of milliseconds and the ~0.3 ms of a Python dispatch is lost in the noise, while a
   ``lax.scan`` over such chunks measured slower than the Python loop on XLA:CPU (ResNet-18 at
-  224x224, IG 16 steps: 2.26 s against 1.14 s; DESIGN.md, "XLA on the CPU");
+  224x224, IG 16 steps: 2.26 s against 1.14 s; docs/design.md, "XLA on the CPU");
 * smaller chunks (the 28x28 demo models): ``"scan"``, where dispatch would dominate.
 
 Plans are cached per probe and (tool, input shape, points, batch size). :func:`forced` fixes

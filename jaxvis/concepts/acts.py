@@ -29,6 +29,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jaxvis._checks import check_float, check_positive_int, check_probe
+from jaxvis._protocols import ProbeLike
 from jaxvis._xla import jit
 from jaxvis.dataset.topk import (
     _check_batch,
@@ -39,7 +40,6 @@ from jaxvis.dataset.topk import (
     _total_images,
 )
 from jaxvis.layout import spatial_view
-from jaxvis.probe import Probe
 
 __all__ = ["ActivationDataset", "activations", "layer_samples"]
 
@@ -92,7 +92,9 @@ class ActivationDataset:
         )
 
 
-def layer_samples(probe: Probe, layer: str) -> tuple[Callable[[Any], Any], tuple[int, int] | None]:
+def layer_samples(
+    probe: ProbeLike, layer: str
+) -> tuple[Callable[[Any], Any], tuple[int, int] | None]:
     """``(to_view, grid)``: ``to_view(acts)`` maps the layer's raw batch ``(B, ...)`` to
     ``(B, h, w, C)`` (spatial or token layers) or ``(B, C)`` (vectors)."""
     lay = probe.layout(layer)
@@ -110,7 +112,7 @@ def layer_samples(probe: Probe, layer: str) -> tuple[Callable[[Any], Any], tuple
 _STEPS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _step(probe: Probe, layer: str, mesh: Mesh, pooled: bool = False) -> Callable:
+def _step(probe: ProbeLike, layer: str, mesh: Mesh, pooled: bool = False) -> Callable:
     cache = _STEPS.setdefault(probe, {})
     key = (layer, tuple(d.id for d in mesh.devices.flat), pooled)
     if key not in cache:
@@ -135,7 +137,7 @@ def _step(probe: Probe, layer: str, mesh: Mesh, pooled: bool = False) -> Callabl
 
 
 def activations(
-    probe: Probe,
+    probe: ProbeLike,
     batches: Any,
     layer: str,
     *,

@@ -41,6 +41,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jaxvis._checks import check_positive_int
+from jaxvis._protocols import ProbeLike
 from jaxvis._xla import jit
 from jaxvis.concepts.factor import SAE_METHODS, Concepts, _check_matrix
 from jaxvis.dataset.topk import _mesh, _progress_bar
@@ -414,7 +415,7 @@ def sae_metrics(
 
 
 def loss_recovered(
-    probe: Any,
+    probe: ProbeLike,
     concepts: Concepts,
     images: Any,
     labels: Any | None = None,
@@ -467,7 +468,7 @@ def loss_recovered(
 _LOSS_FNS: dict = {}
 
 
-def _loss_fn(probe: Any, concepts: Concepts, layer: str, kl: bool) -> Callable:
+def _loss_fn(probe: ProbeLike, concepts: Concepts, layer: str, kl: bool) -> Callable:
     """The jitted ``(params, concept params, x, y, mean act) -> summed losses`` (cached per
     probe, method and layer; the concepts' arrays are arguments, not constants)."""
     from jaxvis.attribution._edit import edited_apply

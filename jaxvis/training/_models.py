@@ -11,6 +11,7 @@ from typing import Any
 
 import jax
 
+from jaxvis._protocols import ProbeLike
 from jaxvis._trees import weight_arrays as tree_weight_arrays
 from jaxvis.probe import Probe
 
@@ -80,7 +81,7 @@ def params_for_linen(obj: Any) -> Any:
     return {"params": obj}
 
 
-def params_for(probe: Probe, obj: Any) -> Any:
+def params_for(probe: ProbeLike, obj: Any) -> Any:
     """The parameters in the form ``probe.apply`` takes, from what was passed to ``record``."""
     if isinstance(obj, Probe):
         return obj.params

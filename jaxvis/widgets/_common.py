@@ -11,7 +11,6 @@ import numpy as np
 from jaxvis import _checks, render
 from jaxvis._checks import check_probe
 from jaxvis._protocols import ProbeLike
-from jaxvis.probe import Probe
 
 __all__ = [
     "check_images",
@@ -84,7 +83,7 @@ def layer_title(name: str, kind: str, shape: Sequence[int]) -> str:
     return f"{name} · {kind} · {'×'.join(map(str, shape))}"
 
 
-def probe_conv_layers(probe: Probe) -> dict[str, np.ndarray]:
+def probe_conv_layers(probe: ProbeLike) -> dict[str, np.ndarray]:
     """``{layer: kernel}`` of the probe's layers with a 4-axis ``(kh, kw, in, out)`` kernel."""
     out = {}
     for name, params in probe.weights().items():
@@ -94,13 +93,13 @@ def probe_conv_layers(probe: Probe) -> dict[str, np.ndarray]:
     return out
 
 
-def class_name(probe: Probe, k: int) -> str:
+def class_name(probe: ProbeLike, k: int) -> str:
     """The probe's name for class ``k``, or the index as text."""
     names = probe.class_names
     return names[k] if names is not None and k < len(names) else str(k)
 
 
-def set_class_options(dropdown: Any, probe: Probe, x: Any) -> tuple[np.ndarray, np.ndarray]:
+def set_class_options(dropdown: Any, probe: ProbeLike, x: Any) -> tuple[np.ndarray, np.ndarray]:
     """Fill ``dropdown`` with the classes of ``probe(x)[0]``, likeliest first, and select the
     top one; returns ``(probabilities, order)``. The caller guards its observers."""
     import jax

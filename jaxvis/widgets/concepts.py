@@ -27,7 +27,7 @@ import numpy as np
 from jaxvis import concepts as jc
 from jaxvis import render
 from jaxvis._checks import check_choice, check_positive_int
-from jaxvis.probe import Probe
+from jaxvis._protocols import ProbeLike
 from jaxvis.widgets._common import check_probe, fmt
 from jaxvis.widgets._errors import ErrorBox
 from jaxvis.widgets.feature_vis import preview_image
@@ -57,7 +57,7 @@ class ConceptExplorer(W.VBox):
 
     def __init__(
         self,
-        probe: Probe,
+        probe: ProbeLike,
         dataset: Any,
         layer: str,
         *,

@@ -34,8 +34,9 @@ import jax
 import numpy as np
 
 from jaxvis import render
+from jaxvis._protocols import ProbeLike
 from jaxvis.layout import LayerLayout, prefix_view, spatial_view
-from jaxvis.probe import Layer, Probe
+from jaxvis.probe import Layer
 from jaxvis.widgets._common import (
     check_images,
     check_labels,
@@ -159,7 +160,7 @@ class LayerExplorer(W.VBox):
 
     def __init__(
         self,
-        probe: Probe,
+        probe: ProbeLike,
         images: Any,
         labels: Sequence[Any] | None = None,
         *,

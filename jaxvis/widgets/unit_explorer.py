@@ -26,9 +26,9 @@ import numpy as np
 from jaxvis import dataset as ds
 from jaxvis import optvis, render
 from jaxvis._checks import check_choice, check_int, check_positive_int
+from jaxvis._protocols import ProbeLike
 from jaxvis.layout import default_spatial_layer, prefix_view, spatial_view, unit_layers
 from jaxvis.optvis import objectives
-from jaxvis.probe import Probe
 from jaxvis.widgets._common import check_probe, fmt, image_png, layer_title
 from jaxvis.widgets._errors import ErrorBox
 from jaxvis.widgets.feature_vis import preview_image
@@ -66,7 +66,7 @@ class UnitExplorer(W.VBox):
 
     def __init__(
         self,
-        probe: Probe,
+        probe: ProbeLike,
         dataset: Any,
         *,
         layer: str | None = None,
@@ -346,7 +346,7 @@ class UnitExplorer(W.VBox):
         return wrapper
 
 
-def _check_dataset(dataset: Any, probe: Probe) -> np.ndarray:
+def _check_dataset(dataset: Any, probe: ProbeLike) -> np.ndarray:
     """``dataset`` as float32 ``(N, H, W, C)``, checked on the host (it may be large)."""
     if getattr(dataset, "ndim", 4) == 4 and len(dataset):
         probe.check_input(dataset[:1], "dataset")  # type, dtype, image shape: one image
