@@ -32,6 +32,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from collections.abc import Callable, Iterator
 from types import SimpleNamespace
@@ -108,11 +109,9 @@ def equinox_parts(
 
         def one(example: jax.Array) -> tuple[Any, dict[str, jax.Array]]:
             out = None
-            with inner.active():
-                try:
-                    out = _value(recorded(example, *state_args, **kwargs))
-                except StopForward:  # every wanted layer is recorded
-                    pass
+            # StopForward: every wanted layer is recorded
+            with inner.active(), contextlib.suppress(StopForward):
+                out = _value(recorded(example, *state_args, **kwargs))
             return out, inner.outputs
 
         out, acts = jax.vmap(one)(x if channels_last else jnp.moveaxis(x, -1, 1))
@@ -128,7 +127,7 @@ def equinox_parts(
     modules = dict(_submodules(model, ""))
 
     def module_params(name: str) -> dict[str, np.ndarray]:
-        module = modules.get(name.split("@")[0])
+        module = modules.get(name.split("@", maxsplit=1)[0])
         return {} if module is None else _own_params(module)
 
     return run, params, module_params

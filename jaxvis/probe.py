@@ -7,6 +7,7 @@ chosen layers. Every jaxvis tool is built on it.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import re
 import sys
@@ -227,11 +228,8 @@ class Probe:
         truncated = truncate and wanted is not None
         recorder = LayerCapture(wanted=wanted, truncate=truncated, loops=loops)
         output = None
-        with recorder.active():
-            try:
-                output = self._adapter.run(params, x)
-            except StopForward:
-                pass
+        with recorder.active(), contextlib.suppress(StopForward):  # stopped after the last
+            output = self._adapter.run(params, x)
         return output, dict(recorder.outputs)
 
     def _compiled(self, wanted: frozenset[str] | None, truncate: bool) -> Callable:
@@ -591,7 +589,7 @@ def _nnx_adapter(model: Any, call_kwargs: dict[str, Any]) -> _Adapter:
         """``blocks.3.attn`` -> (``blocks.attn``, (3,)) for stacked blocks; None if unknown."""
         path: list[str] = []
         index: list[int] = []
-        for part in name.split("@")[0].split("."):
+        for part in name.split("@", maxsplit=1)[0].split("."):
             if ".".join([*path, part]) in prefixes:
                 path.append(part)
             elif part.isdigit() and ".".join(path) in modules:
@@ -637,7 +635,7 @@ def _owned_params(adapter: _Adapter) -> dict[str, dict[str, tuple[int, ...]]]:
 
 
 def _module_of(name: str, info: LayerInfo) -> tuple[str, tuple[int, ...]]:
-    return (info.path if info.path is not None else name.split("@")[0]), info.index
+    return (info.path if info.path is not None else name.split("@", maxsplit=1)[0]), info.index
 
 
 def _count_params(
@@ -676,7 +674,7 @@ def _linen_adapter(module: Any, variables: Any, call_kwargs: dict[str, Any]) -> 
 
     def module_params(name: str) -> dict[str, np.ndarray]:
         subtree: Any = variables.get("params", {})
-        for part in name.split("@")[0].split("."):
+        for part in name.split("@", maxsplit=1)[0].split("."):
             subtree = subtree.get(part, {}) if hasattr(subtree, "get") else {}
         return {path_string(path): np.asarray(value) for path, value in flat_items(subtree)}
 

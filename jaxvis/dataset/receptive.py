@@ -388,9 +388,9 @@ def _fit_footprint(
     whole = []
     for unit, mask in found.items():
         box = _bbox(mask)
-        if counts[unit] == most and box is not None:
-            if box[0] > 0 and box[1] > 0 and box[2] < image[0] and box[3] < image[1]:
-                whole.append((unit, box))
+        inside = box is not None and box[0] > 0 and box[1] > 0
+        if counts[unit] == most and inside and box[2] < image[0] and box[3] < image[1]:
+            whole.append((unit, box))
     pairs = [(a, b) for a in whole for b in whole if a[0][0] < b[0][0] and a[0][1] < b[0][1]]
     if not pairs:
         return None

@@ -179,62 +179,16 @@ def top_k(
     if first is None:
         raise ValueError("batches is empty: expected at least one image")
     stream = itertools.chain([_check_batch(probe, first, 0)], stream)
-    info = probe.layer(check_layer(probe, layer))  # unknown names raise with close names
-    layout = probe.layout(layer)
-    if layout.channels is None:
-        raise ValueError(
-            f"layer {layer!r} has outputs of shape {info.shape} ({layout.kind}): top_k needs "
-            "(H, W, C), (C,) or (T, D) / (T, heads, d) tokens over a patch grid"
-        )
-    if position == "cls" and (layout.grid is None or layout.grid.prefix == 0):
-        raise ValueError(
-            f"position='cls' needs a token layer with a class token; {layer!r} has shape "
-            f"{info.shape} ({layout.kind}, no class token)"
-        )
+    info, layout = _check_unit_layer(probe, layer, position)
     k = _state_k(k, _total_images(batches))
     mesh = _mesh(devices)
-    n_local = sum(d.process_index == jax.process_index() for d in mesh.devices.flat)
     step = _step(probe, layer, layout, position, k, reduce, mesh)
-    n_channels = layout.channels
-
-    replicated = NamedSharding(mesh, P())
-    batch_sharding = NamedSharding(mesh, P(_AXIS))
-    params = jax.device_put(probe.params, replicated)
-    state = jax.device_put(  # built on the host: no program compiles for the initial state
-        (
-            np.full((n_channels, k), -np.inf, np.float32),
-            np.full((n_channels, k), -1, np.int32),
-            np.zeros((n_channels, k), np.int32),
-            np.zeros((), np.int32),
-        ),
-        replicated,
-    )
-    capacity = 0
-    n_seen = 0
-    in_flight: collections.deque = collections.deque()
     bar = _progress_bar(progress, _total_images(batches), f"top-{k} {layer}")
     try:
-        for i, x in enumerate(stream):
-            x = _check_batch(probe, x, i)
-            n = x.shape[0]
-            capacity = max(capacity, _round_up(n, n_local))
-            x_pad = np.zeros((capacity, *x.shape[1:]), np.float32)
-            x_pad[:n] = x
-            mask = np.arange(capacity) < n
-            xs = jax.make_array_from_process_local_data(batch_sharding, x_pad)
-            ms = jax.make_array_from_process_local_data(batch_sharding, mask)
-            *state, token = step(params, xs, ms, *state)
-            in_flight.append(token)
-            if len(in_flight) > MAX_IN_FLIGHT:  # bound the queue of dispatched steps
-                in_flight.popleft().block_until_ready()
-            n_seen += n
-            if bar is not None:
-                bar.update(n)
+        state = _stream(probe, stream, step, mesh, (layout.channels, k), bar)
     finally:
         if bar is not None:
             bar.close()
-    if n_seen == 0:
-        raise ValueError("batches is empty: expected at least one image")
     values, indices, flat_pos, total = (np.asarray(a.addressable_data(0)) for a in state)
     keep = min(k, int(total))
     positions = None
@@ -326,6 +280,66 @@ def _make_step(
         check_vma=False,  # replicated by construction: every device merges the same gathers
     )
     return jit(sharded, donate_argnums=(3, 4, 5, 6))
+
+
+def _check_unit_layer(probe: ProbeLike, layer: Any, position: str) -> tuple[Any, LayerLayout]:
+    """``(layer info, layout)`` of a layer top_k can rank units of, with ``position``."""
+    info = probe.layer(check_layer(probe, layer))  # unknown names raise with close names
+    layout = probe.layout(layer)
+    if layout.channels is None:
+        raise ValueError(
+            f"layer {layer!r} has outputs of shape {info.shape} ({layout.kind}): top_k needs "
+            "(H, W, C), (C,) or (T, D) / (T, heads, d) tokens over a patch grid"
+        )
+    if position == "cls" and (layout.grid is None or layout.grid.prefix == 0):
+        raise ValueError(
+            f"position='cls' needs a token layer with a class token; {layer!r} has shape "
+            f"{info.shape} ({layout.kind}, no class token)"
+        )
+    return info, layout
+
+
+def _stream(
+    probe: ProbeLike,
+    stream: Iterator[Any],
+    step: Callable,
+    mesh: Mesh,
+    shape: tuple[int, int],
+    bar: Any,
+) -> list[jax.Array]:
+    """Run ``step`` over every batch of ``stream``; the final ``(values, indices, positions,
+    count)`` state. At most :data:`MAX_IN_FLIGHT` steps are dispatched ahead."""
+    n_local = sum(d.process_index == jax.process_index() for d in mesh.devices.flat)
+    replicated = NamedSharding(mesh, P())
+    batch_sharding = NamedSharding(mesh, P(_AXIS))
+    params = jax.device_put(probe.params, replicated)
+    state = jax.device_put(  # built on the host: no program compiles for the initial state
+        [
+            np.full(shape, -np.inf, np.float32),
+            np.full(shape, -1, np.int32),
+            np.zeros(shape, np.int32),
+            np.zeros((), np.int32),
+        ],
+        replicated,
+    )
+    capacity = 0
+    in_flight: collections.deque = collections.deque()
+    for i, batch in enumerate(stream):
+        x = _check_batch(probe, batch, i)
+        n = x.shape[0]
+        capacity = max(capacity, _round_up(n, n_local))
+        x_pad = np.zeros((capacity, *x.shape[1:]), np.float32)
+        x_pad[:n] = x
+        mask = np.arange(capacity) < n
+        xs = jax.make_array_from_process_local_data(batch_sharding, x_pad)
+        ms = jax.make_array_from_process_local_data(batch_sharding, mask)
+        *state, token = step(params, xs, ms, *state)
+        in_flight.append(token)
+        if len(in_flight) > MAX_IN_FLIGHT:  # bound the queue of dispatched steps
+            in_flight.popleft().block_until_ready()
+        if bar is not None:
+            bar.update(n)
+    return state
 
 
 def _mesh(devices: Sequence[jax.Device] | None) -> Mesh:

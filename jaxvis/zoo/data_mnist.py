@@ -13,6 +13,8 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from jaxvis._files import atomic_savez
@@ -46,11 +48,9 @@ def mnist_raw(cache: bool = True) -> tuple[np.ndarray, np.ndarray]:
     x, y = mnist_data()
     images = np.clip(np.rint(x), 0, 255).astype(np.uint8).reshape(-1, 28, 28)
     labels = np.asarray(y, dtype=np.uint8)
-    if cache:
-        try:
+    if cache:  # a read-only home still gets the data, just not cached
+        with contextlib.suppress(OSError):
             atomic_savez(path, {"images": images, "labels": labels}, compress=True)
-        except OSError:
-            pass  # a read-only home still gets the data, just not cached
     return images, labels
 
 

@@ -18,6 +18,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
@@ -180,11 +181,9 @@ def load_shapes(
             "labels": labels,
             "masks": masks,
         }
-        if cache:
-            try:
+        if cache:  # a read-only home still gets the data, just not cached
+            with contextlib.suppress(OSError):
                 atomic_savez(path, arrays)
-            except OSError:
-                pass
     x = arrays["images"].astype(np.float32) / 255.0
     y = arrays["labels"].astype(np.int32)
     m = arrays["masks"].astype(bool)
