@@ -225,61 +225,54 @@ def _step(
 ) -> Callable:
     """The jitted step ``(params, x, mask, values, indices, positions, count) -> state``."""
     key = (layer, position, k, reduce, tuple(d.id for d in mesh.devices.flat))
-    return _STEPS.get(
-        probe, key, lambda: _make_step(probe, layer, layout, position, k, reduce, mesh)
-    )
 
+    def make() -> Callable:
+        n_dev = mesh.size
 
-def _make_step(
-    probe: ProbeLike,
-    layer: str,
-    layout: LayerLayout,
-    position: str,
-    k: int,
-    reduce: str,
-    mesh: Mesh,
-) -> Callable:
-    n_dev = mesh.size
+        def local(params, x, mask, values, indices, positions, count):
+            _, acts = probe.apply(params, x, [layer])
+            act = acts[layer].astype(jnp.float32)
+            if layout.kind == "tokens":  # the patch grid (h, w, C), or the class token (C,)
+                if position == "cls":
+                    act = prefix_view(act, layout)[:, 0]
+                else:
+                    act = spatial_view(act, layout)
+            b = act.shape[0]
+            if act.ndim == 4:
+                flat = act.reshape(b, -1, act.shape[-1])  # (b, H*W, C)
+                where = jnp.argmax(flat, axis=1).astype(jnp.int32)  # first maximum, row-major
+                score = jnp.max(flat, axis=1) if reduce == "max" else jnp.mean(flat, axis=1)
+            else:
+                score = act
+                where = jnp.zeros(act.shape, jnp.int32)
+            score = jnp.where(mask[:, None], score, -jnp.inf)
+            # global image index: valid images of earlier devices come first (process order)
+            valid = mask.astype(jnp.int32)
+            counts = jax.lax.all_gather(jnp.sum(valid), _AXIS)  # (n_dev,)
+            before = jnp.sum(jnp.where(jnp.arange(n_dev) < jax.lax.axis_index(_AXIS), counts, 0))
+            index = count + before + jnp.cumsum(valid) - 1  # (b,)
+            kk = min(k, b)
+            v, j = jax.lax.top_k(score.T, kk)  # (C, kk); ties: lower local index first
+            i = index[j]
+            p = jnp.take_along_axis(where.T, j, axis=1)
+            # gather every device's top-k in device order (= index order), merge with the state
+            v, i, p = (jax.lax.all_gather(a, _AXIS, axis=1, tiled=True) for a in (v, i, p))
+            top, sel = jax.lax.top_k(jnp.concatenate([values, v], axis=1), k)
+            new_i = jnp.take_along_axis(jnp.concatenate([indices, i], axis=1), sel, axis=1)
+            new_p = jnp.take_along_axis(jnp.concatenate([positions, p], axis=1), sel, axis=1)
+            total = count + jnp.sum(counts)
+            return top, new_i, new_p, total, total + 0  # the last: a token, never donated
 
-    def local(params, x, mask, values, indices, positions, count):
-        _, acts = probe.apply(params, x, [layer])
-        act = acts[layer].astype(jnp.float32)
-        if layout.kind == "tokens":  # the patch grid (h, w, C), or the class token (C,)
-            act = prefix_view(act, layout)[:, 0] if position == "cls" else spatial_view(act, layout)
-        b = act.shape[0]
-        if act.ndim == 4:
-            flat = act.reshape(b, -1, act.shape[-1])  # (b, H*W, C)
-            where = jnp.argmax(flat, axis=1).astype(jnp.int32)  # first maximum, row-major
-            score = jnp.max(flat, axis=1) if reduce == "max" else jnp.mean(flat, axis=1)
-        else:
-            score = act
-            where = jnp.zeros(act.shape, jnp.int32)
-        score = jnp.where(mask[:, None], score, -jnp.inf)
-        # global image index: valid images of earlier devices come first (process order)
-        valid = mask.astype(jnp.int32)
-        counts = jax.lax.all_gather(jnp.sum(valid), _AXIS)  # (n_dev,)
-        before = jnp.sum(jnp.where(jnp.arange(n_dev) < jax.lax.axis_index(_AXIS), counts, 0))
-        index = count + before + jnp.cumsum(valid) - 1  # (b,)
-        kk = min(k, b)
-        v, j = jax.lax.top_k(score.T, kk)  # (C, kk); ties: lower local index first
-        i = index[j]
-        p = jnp.take_along_axis(where.T, j, axis=1)
-        # gather every device's top-k in device order (= index order), merge with the state
-        v, i, p = (jax.lax.all_gather(a, _AXIS, axis=1, tiled=True) for a in (v, i, p))
-        top, sel = jax.lax.top_k(jnp.concatenate([values, v], axis=1), k)
-        new_i = jnp.take_along_axis(jnp.concatenate([indices, i], axis=1), sel, axis=1)
-        new_p = jnp.take_along_axis(jnp.concatenate([positions, p], axis=1), sel, axis=1)
-        total = count + jnp.sum(counts)
-        return top, new_i, new_p, total, total + 0  # the last: a token, never donated
+        sharded = jax.shard_map(
+            local,
+            mesh=mesh,
+            in_specs=(P(), P(_AXIS), P(_AXIS), P(), P(), P(), P()),
+            out_specs=(P(), P(), P(), P(), P()),
+            check_vma=False,  # replicated by construction: every device merges the same gathers
+        )
+        return jit(sharded, donate_argnums=(3, 4, 5, 6))
 
-    sharded = jax.shard_map(
-        local,
-        mesh=mesh,
-        in_specs=(P(), P(_AXIS), P(_AXIS), P(), P(), P(), P()),
-        out_specs=(P(), P(), P(), P(), P()),
-        check_vma=False,  # replicated by construction: every device merges the same gathers
-    )
-    return jit(sharded, donate_argnums=(3, 4, 5, 6))
+    return _STEPS.get(probe, key, make)
 
 
 def _check_unit_layer(probe: ProbeLike, layer: Any, position: str) -> tuple[Any, LayerLayout]:
