@@ -17,7 +17,6 @@ Example::
 from __future__ import annotations
 
 import itertools
-import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +28,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jaxvis._checks import check_float, check_positive_int, check_probe
+from jaxvis._per_probe import PerProbe
 from jaxvis._protocols import ProbeLike
 from jaxvis._xla import jit
 from jaxvis.dataset.topk import (
@@ -109,11 +109,11 @@ def layer_samples(
     return (lambda a: spatial_view(a, lay).reshape(a.shape[0], h, w, -1)), (h, w)
 
 
-_STEPS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_STEPS: PerProbe = PerProbe()
 
 
 def _step(probe: ProbeLike, layer: str, mesh: Mesh, pooled: bool = False) -> Callable:
-    cache = _STEPS.setdefault(probe, {})
+    cache = _STEPS.entries(probe)
     key = (layer, tuple(d.id for d in mesh.devices.flat), pooled)
     if key not in cache:
         to_view, grid = layer_samples(probe, layer)

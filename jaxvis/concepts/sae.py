@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import functools
 import math
-import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -41,6 +40,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jaxvis._checks import check_positive_int
+from jaxvis._per_probe import PerProbe
 from jaxvis._protocols import ProbeLike
 from jaxvis._xla import jit
 from jaxvis.concepts.factor import SAE_METHODS, Concepts, _check_matrix
@@ -465,7 +465,7 @@ def loss_recovered(
     }
 
 
-_LOSS_FNS: dict = {}
+_LOSS_FNS: PerProbe[Callable] = PerProbe()
 
 
 def _loss_fn(probe: ProbeLike, concepts: Concepts, layer: str, kl: bool) -> Callable:
@@ -474,15 +474,15 @@ def _loss_fn(probe: ProbeLike, concepts: Concepts, layer: str, kl: bool) -> Call
     from jaxvis.attribution._edit import edited_apply
 
     key = (
-        id(probe),
         concepts.method,
         concepts.n_concepts,
         concepts.info.get("encode_iters"),
         layer,
         kl,
     )
-    if key in _LOSS_FNS and _LOSS_FNS[key][0]() is probe:
-        return _LOSS_FNS[key][1]
+    cache = _LOSS_FNS.entries(probe)
+    if key in cache:
+        return cache[key]
 
     def losses(params, cparams, x, y, mean_act):
         def splice(a):
@@ -504,6 +504,5 @@ def _loss_fn(probe: ProbeLike, concepts: Concepts, layer: str, kl: bool) -> Call
 
         return jnp.sum(ce(out)), jnp.sum(ce(rec)), jnp.sum(ce(abl))
 
-    fn = jit(losses)
-    _LOSS_FNS[key] = (weakref.ref(probe), fn)
-    return fn
+    cache[key] = jit(losses)
+    return cache[key]

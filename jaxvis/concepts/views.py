@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxvis import tap
+from jaxvis._per_probe import PerProbe
 from jaxvis._protocols import ProbeLike
 from jaxvis._xla import jit
 from jaxvis.attribution._edit import edited_apply
@@ -95,7 +96,7 @@ def feature_vis(
     return render_fn(probe, objectives.direction(layer, concepts.directions[idx]), **render)
 
 
-_PROBES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_PROBES: PerProbe = PerProbe()
 
 
 def concept_probe(probe: ProbeLike, concepts: Concepts, layer: str | None = None) -> Probe:
@@ -103,7 +104,7 @@ def concept_probe(probe: ProbeLike, concepts: Concepts, layer: str | None = None
     (or ``(K,)``) of ``layer``; the concepts' arrays are parameters, not constants."""
     layer = _layer_of(concepts, layer)
     _check_fit(probe, concepts, layer)
-    cache = _PROBES.setdefault(concepts, {})
+    cache = _PROBES.entries(concepts)
     key = (id(probe), layer)
     if key in cache and cache[key][0]() is probe:
         return cache[key][1]
@@ -176,11 +177,11 @@ def heatmap(
     return np.asarray(codes)
 
 
-_IMPORTANCE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_IMPORTANCE: PerProbe = PerProbe()
 
 
 def _importance_fns(probe: ProbeLike, concepts: Concepts, layer: str):
-    cache = _IMPORTANCE.setdefault(concepts, {})
+    cache = _IMPORTANCE.entries(concepts)
     key = (id(probe), layer)
     if key in cache:
         return cache[key]

@@ -36,13 +36,13 @@ Example::
 
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass, replace
 from typing import Any
 
 import jax
 import numpy as np
 
+from jaxvis._per_probe import PerProbe
 from jaxvis._protocols import ProbeLike
 from jaxvis._xla import jit
 from jaxvis.dataset._structure import UnsupportedError, compose_settings, support_fn
@@ -129,9 +129,7 @@ class ReceptiveField:
         return max(top, 0), max(left, 0), min(bottom, h), min(right, w)
 
 
-_CACHE: weakref.WeakKeyDictionary[Probe, dict[tuple[str, str], ReceptiveField]] = (
-    weakref.WeakKeyDictionary()
-)
+_CACHE: PerProbe = PerProbe()
 
 
 def receptive_field(probe: ProbeLike, layer: str, *, method: str = "auto") -> ReceptiveField:
@@ -168,7 +166,7 @@ def receptive_field(probe: ProbeLike, layer: str, *, method: str = "auto") -> Re
             f"layer {layer!r} has outputs of shape {target.shape} ({lay.kind}): receptive "
             "fields need a spatial (H, W, C) layer or tokens over a patch grid"
         )
-    cache = _CACHE.setdefault(probe, {})
+    cache = _CACHE.entries(probe)
     key = (target.name, method)
     if key not in cache:
         cache[key] = _compute(probe, target.name, lay, method)
@@ -263,15 +261,13 @@ def input_support(probe: ProbeLike, layer: str, units: Any) -> np.ndarray:
     return _support_runner(probe, probe.layer(layer).name, tuple(probe.input_shape))[0](seeds)
 
 
-_RUNNERS: weakref.WeakKeyDictionary[Probe, dict[tuple[str, tuple], Any]] = (
-    weakref.WeakKeyDictionary()
-)
+_RUNNERS: PerProbe = PerProbe()
 
 
 def _support_runner(probe: ProbeLike, name: str, image: tuple[int, ...]) -> tuple[Any, tuple]:
     """``(seeds (U, *layer shape) -> (U, H, W) supports, layer shape)`` for images of shape
     ``image``: one jitted program per (probe, layer, image shape)."""
-    runners = _RUNNERS.setdefault(probe, {})
+    runners = _RUNNERS.entries(probe)
     if (name, image) not in runners:
         closed = _trace(probe, name, image)
         dtype = _seed_dtype(closed)
