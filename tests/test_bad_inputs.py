@@ -546,6 +546,30 @@ CASES: list[tuple[str, Callable[[Ctx], Any], type[Exception], str]] = [
     ),
     # --- widgets
     (
+        "w-concepts-k-over-box",
+        lambda c: jv.widgets.ConceptExplorer(c.probe, c.x, "conv3", n_concepts=5000),
+        ValueError,
+        r"n_concepts must be an integer in \[1, 4096\]; got 5000",
+    ),
+    (
+        "w-concepts-max-samples",
+        lambda c: jv.widgets.ConceptExplorer(c.probe, c.x, "conv3", max_samples=0),
+        ValueError,
+        "max_samples must be a positive integer; got 0",
+    ),
+    (
+        "w-layer-explorer-normalize",
+        lambda c: jv.widgets.LayerExplorer(c.probe, c.x, normalize="global"),
+        ValueError,
+        "normalize must be one of 'channel', 'layer'; got 'global'",
+    ),
+    (
+        "w-layer-explorer-layers",
+        lambda c: jv.widgets.LayerExplorer(c.probe, c.x, layers=["conv3", 7]),
+        TypeError,
+        r"layers must be a layer name \(str\); got 7",
+    ),
+    (
         "w-layer-explorer-probe",
         lambda c: jv.widgets.LayerExplorer(c.zoo, c.x),
         TypeError,
