@@ -172,13 +172,7 @@ def top_k(
     batch_size = check_positive_int(batch_size, "batch_size")
     reduce = check_choice(reduce, "reduce", REDUCTIONS)
     position = check_choice(position, "position", POSITIONS)
-    # the first batch is checked before anything is allocated or compiled (and tells a
-    # probe without input_shape its image shape)
-    stream = _iter_batches(batches, batch_size)
-    first = next(stream, None)
-    if first is None:
-        raise ValueError("batches is empty: expected at least one image")
-    stream = itertools.chain([_check_batch(probe, first, 0)], stream)
+    stream = checked_stream(probe, batches, batch_size)
     info, layout = _check_unit_layer(probe, layer, position)
     k = _state_k(k, _total_images(batches))
     mesh = _mesh(devices)
@@ -345,6 +339,16 @@ def _mesh(devices: Sequence[jax.Device] | None) -> Mesh:
 
 
 # ---------------------------------------------------------------- batches
+
+
+def checked_stream(probe: ProbeLike, batches: Any, batch_size: int) -> Iterator[Any]:
+    """The batches of ``batches``, the first one checked now: before anything is allocated
+    or compiled, and so that a probe without ``input_shape`` learns its image shape."""
+    stream = _iter_batches(batches, batch_size)
+    first = next(stream, None)
+    if first is None:
+        raise ValueError("batches is empty: expected at least one image")
+    return itertools.chain([_check_batch(probe, first, 0)], stream)
 
 
 def _iter_batches(batches: Any, batch_size: int) -> Iterator[Any]:
