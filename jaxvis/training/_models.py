@@ -45,19 +45,8 @@ def _is_train_state(obj: Any) -> bool:
 def make_probe(model: Any, first: Any, input_shape: tuple[int, ...]) -> Probe:
     """A probe for the recorder: from ``model`` (given at construction) or from the first
     object passed to ``record`` (an NNX module or a Linen train state with ``apply_fn``)."""
-    if isinstance(model, Probe):
-        return model
     if model is not None:
-        if is_nnx_module(model):
-            return Probe(model, input_shape=input_shape)
-        if _is_linen_module(model):
-            return Probe(model, params_for_linen(first), input_shape=input_shape)
-        if callable(model):
-            return Probe(model, first, input_shape=input_shape)
-        raise TypeError(
-            "model must be a jv.Probe, an nnx.Module, a flax.linen.Module or a function "
-            f"fn(params, x), got {type(model).__name__}"
-        )
+        return _probe_of_model(model, first, input_shape)
     if isinstance(first, Probe):
         return first
     if is_nnx_module(first):
@@ -70,6 +59,23 @@ def make_probe(model: Any, first: Any, input_shape: tuple[int, ...]) -> Probe:
         "model_or_params must be an nnx.Module or a Linen train state with apply_fn when the "
         f"Recorder has no model; got {type(first).__name__}. For NNX states or parameter "
         "pytrees create the recorder with model=... (the module or a jv.Probe)"
+    )
+
+
+def _probe_of_model(model: Any, first: Any, input_shape: tuple[int, ...]) -> Probe:
+    """The probe of the recorder's ``model`` (``first``: the Linen variables or the function's
+    parameters, from the first ``record``)."""
+    if isinstance(model, Probe):
+        return model
+    if is_nnx_module(model):
+        return Probe(model, input_shape=input_shape)
+    if _is_linen_module(model):
+        return Probe(model, params_for_linen(first), input_shape=input_shape)
+    if callable(model):
+        return Probe(model, first, input_shape=input_shape)
+    raise TypeError(
+        "model must be a jv.Probe, an nnx.Module, a flax.linen.Module or a function "
+        f"fn(params, x), got {type(model).__name__}"
     )
 
 
