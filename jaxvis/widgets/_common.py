@@ -6,6 +6,7 @@ import html
 from collections.abc import Sequence
 from typing import Any
 
+import ipywidgets as W
 import numpy as np
 
 from jaxvis import _checks, render
@@ -19,6 +20,7 @@ __all__ = [
     "empty_message",
     "fmt",
     "image_png",
+    "input_slider",
     "layer_title",
     "probe_conv_layers",
 ]
@@ -39,6 +41,25 @@ def check_labels(labels: Any, n: int, name: str = "labels") -> list[Any] | None:
     if len(out) != n:
         raise ValueError(f"{name} must have one entry per image ({n}), got {len(out)}")
     return out
+
+
+def input_slider(n: int, css_class: str, width: str) -> W.IntSlider:
+    """The "input" slider over ``n`` dataset images (updates on release), classed ``css_class``.
+
+    Example::
+
+        self.image_slider = input_slider(len(self.dataset), "jv-ue-image", "340px")
+    """
+    slider = W.IntSlider(
+        value=0,
+        min=0,
+        max=n - 1,
+        description="input",
+        continuous_update=False,
+        layout=W.Layout(width=width),
+    )
+    slider.add_class(css_class)
+    return slider
 
 
 def empty_message(title: str, detail: str = "") -> str:

@@ -34,7 +34,7 @@ from jaxvis._checks import (
     check_positive_int,
 )
 from jaxvis._protocols import ProbeLike
-from jaxvis.widgets._common import check_probe, fmt
+from jaxvis.widgets._common import check_probe, fmt, input_slider
 from jaxvis.widgets._errors import ErrorBox
 from jaxvis.widgets.feature_vis import preview_image
 
@@ -183,15 +183,7 @@ class ConceptExplorer(W.VBox):
             layout=W.Layout(width="300px"),
         )
         self.class_select.add_class("jv-ce-sort")
-        self.image_slider = W.IntSlider(
-            value=0,
-            min=0,
-            max=len(self.dataset) - 1,
-            description="input",
-            continuous_update=False,
-            layout=W.Layout(width="300px"),
-        )
-        self.image_slider.add_class("jv-ce-image")
+        self.image_slider = input_slider(len(self.dataset), "jv-ce-image", "300px")
         self.path = W.Text(
             value=f"concepts_{layer}.npz", description="file", layout=W.Layout(width="300px")
         )

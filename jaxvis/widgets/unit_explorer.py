@@ -29,7 +29,7 @@ from jaxvis._checks import check_choice, check_int, check_positive_int
 from jaxvis._protocols import ProbeLike
 from jaxvis.layout import default_spatial_layer, prefix_view, spatial_view, unit_layers
 from jaxvis.optvis import objectives
-from jaxvis.widgets._common import check_probe, fmt, image_png, layer_title
+from jaxvis.widgets._common import check_probe, fmt, image_png, input_slider, layer_title
 from jaxvis.widgets._errors import ErrorBox
 from jaxvis.widgets.feature_vis import preview_image
 
@@ -117,15 +117,7 @@ class UnitExplorer(W.VBox):
             layout=W.Layout(width="340px"),
         )
         self.channel_slider.add_class("jv-ue-channel")
-        self.image_slider = W.IntSlider(
-            value=0,
-            min=0,
-            max=len(self.dataset) - 1,
-            description="input",
-            continuous_update=False,
-            layout=W.Layout(width="340px"),
-        )
-        self.image_slider.add_class("jv-ue-image")
+        self.image_slider = input_slider(len(self.dataset), "jv-ue-image", "340px")
         self.status = W.HTML()
         self.status.add_class("jv-ue-status")
 
