@@ -120,7 +120,7 @@ class Work:
             return jnp.take_along_axis(apply(v, x), t[:, None], 1).sum()
 
         # the variables are an argument, as in jaxvis (a closure would bake them in as
-        # constants, which jaxvis never does: see DESIGN.md, "Performance rules")
+        # constants, which jaxvis never does: see docs/design.md, "Performance rules")
         grad = jax.jit(jax.grad(score, argnums=1))
         self.plain_grad = lambda x, t: grad(self.variables, x, t)
 

@@ -67,7 +67,7 @@ BIG_CASES = {
     "resnet50_attribution": (
         [
             _BIG_PROBE.format(arch="resnet50"),
-            "at = jv.widgets.Attribution(probe, images, method='saliency')\nat",
+            "at = jv.widgets.AttributionExplorer(probe, images, method='saliency')\nat",
         ],
         ".jv-attribution .jv-attr-index .noUi-handle",
         ".jv-attribution img.jv-attr-image",

@@ -11,7 +11,7 @@ Prints, in one run (ratios against baselines measured in the same run):
   and batched);
 * Lucid's transforms as a chain of separate transforms versus one resampling;
 * chunks inside ``lax.scan`` (the default) versus a Python loop over a jitted step (the
-  XLA:CPU trap of DESIGN.md: convolution input-gradients inside a loop).
+  XLA:CPU trap of docs/design.md: convolution input-gradients inside a loop).
 
     .venv/bin/python benchmarks/optvis.py [--steps 64] [--repeats 3] [--model shapes_cnn]
 

@@ -185,7 +185,7 @@ def w_feature_vis(c: Context) -> None:
 
 
 def w_attribution(c: Context) -> None:
-    w = jv.widgets.Attribution(c.probe, c.x2, method="saliency")
+    w = jv.widgets.AttributionExplorer(c.probe, c.x2, method="saliency")
     first = w.overlay_png
     w.target.value = next(v for _, v in w.target.options if v != w.target.value)
     assert not w.errors.error, w.errors.error

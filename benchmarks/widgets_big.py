@@ -100,7 +100,7 @@ def widget_run(model: str, widget: str) -> dict[str, Any]:
         fv.whole_layer.value = True
         notes = f"whole layer optimises {len(fv.grid_channels())} channels at once"
     elif widget == "Attribution":
-        at = jv.widgets.Attribution(probe, images, method="saliency")
+        at = jv.widgets.AttributionExplorer(probe, images, method="saliency")
         at.index.value = 1
         assert not at.errors.error, at.errors.error
         sent["per image"] = float(len(at.view.value) + len(at.heat.value))

@@ -33,7 +33,7 @@ _LAZY_SUBPACKAGES = (
 )
 _LAZY_NAMES = {"Recorder": "training", "Recording": "training"}
 
-__all__ = [
+__all__ = [  # noqa: PLE0604 - the lazy names are strings, spelled once above
     "Layer",
     "Probe",
     "compilation_cache_dir",

@@ -1,6 +1,6 @@
 """Recording of intermediate layer outputs while a model runs.
 
-Three sources feed one :class:`Recorder`:
+Three sources feed one :class:`LayerCapture`:
 
 * ``jv.tap(name, h)`` calls inside any function (plain functions, or models that tap);
 * Flax NNX submodules of the probe's private copy of the model (see :func:`nnx_module_outputs`:
@@ -28,7 +28,7 @@ import numpy as np
 
 from jaxvis._attention import capture_attention, check_attention_tap
 
-_ACTIVE: contextvars.ContextVar[Recorder | None] = contextvars.ContextVar(
+_ACTIVE: contextvars.ContextVar[LayerCapture | None] = contextvars.ContextVar(
     "jaxvis_recorder", default=None
 )
 
@@ -95,7 +95,7 @@ class _Iteration:
 
 
 @dataclass
-class Recorder:
+class LayerCapture:
     """Collects layer outputs in call order; ``wanted=None`` keeps them all.
 
     ``loops``: let NNX scans and fori loops run as Python loops, so the layers inside them
@@ -139,7 +139,7 @@ class Recorder:
             raise StopForward
 
     @contextlib.contextmanager
-    def active(self) -> Iterator[Recorder]:
+    def active(self) -> Iterator[LayerCapture]:
         token = _ACTIVE.set(self)
         self._trace = _current_trace()
         try:

@@ -53,6 +53,7 @@ import jax
 import jaxlib
 from jax.experimental import serialize_executable
 
+from jaxvis._checks import check_positive_int
 from jaxvis._paths import cache_dir
 
 __all__ = [
@@ -189,8 +190,7 @@ def enable_compilation_cache(
     """
     if max_bytes is None:
         max_bytes = int(os.environ.get(MAX_BYTES_ENV, DEFAULT_MAX_BYTES))
-    if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes <= 0:
-        raise ValueError(f"max_bytes must be a positive integer, got {max_bytes!r}")
+    max_bytes = check_positive_int(max_bytes, "max_bytes")
     if path is None:
         choice = os.environ.get(ENV, "").strip()
         named = choice and choice.lower() not in (*_OFF, *_ON)

@@ -32,6 +32,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from collections.abc import Callable, Iterator
 from types import SimpleNamespace
@@ -42,7 +43,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxvis._capture import _ACTIVE, SETTING_NAMES, Recorder, StopForward
+from jaxvis._capture import _ACTIVE, SETTING_NAMES, LayerCapture, StopForward
 
 #: Flax's names for Equinox's layer settings, as summaries and receptive fields read them.
 _EQUINOX_NAMES = {
@@ -101,18 +102,16 @@ def equinox_parts(
         recorded = _instrument(combined if state is None else combined[0], "")
         state_args = () if state is None else (combined[1],)
         outer = _ACTIVE.get()
-        inner = Recorder(
+        inner = LayerCapture(
             wanted=None if outer is None else outer.wanted,
             truncate=outer is not None and outer.truncate,
         )
 
         def one(example: jax.Array) -> tuple[Any, dict[str, jax.Array]]:
             out = None
-            with inner.active():
-                try:
-                    out = _value(recorded(example, *state_args, **kwargs))
-                except StopForward:  # every wanted layer is recorded
-                    pass
+            # StopForward: every wanted layer is recorded
+            with inner.active(), contextlib.suppress(StopForward):
+                out = _value(recorded(example, *state_args, **kwargs))
             return out, inner.outputs
 
         out, acts = jax.vmap(one)(x if channels_last else jnp.moveaxis(x, -1, 1))
@@ -128,7 +127,7 @@ def equinox_parts(
     modules = dict(_submodules(model, ""))
 
     def module_params(name: str) -> dict[str, np.ndarray]:
-        module = modules.get(name.split("@")[0])
+        module = modules.get(name.split("@", maxsplit=1)[0])
         return {} if module is None else _own_params(module)
 
     return run, params, module_params

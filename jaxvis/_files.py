@@ -29,6 +29,10 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], obje
     If ``write`` raises, the temp file is removed and any previous file at ``path`` is intact.
     """
     target = Path(os.fspath(path))
+    if not target.parent.is_dir():
+        raise FileNotFoundError(
+            f"cannot write {target}: its folder {target.parent} does not exist (create it first)"
+        )
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:

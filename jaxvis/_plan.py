@@ -20,7 +20,7 @@ matrix products, and the bytes of every intermediate value (what the backward pa
 * a chunk costs at least :data:`PYTHON_MIN_FLOPS`: ``"python"``. Each call then runs for tens
   of milliseconds and the ~0.3 ms of a Python dispatch is lost in the noise, while a
   ``lax.scan`` over such chunks measured slower than the Python loop on XLA:CPU (ResNet-18 at
-  224x224, IG 16 steps: 2.26 s against 1.14 s; DESIGN.md, "XLA on the CPU");
+  224x224, IG 16 steps: 2.26 s against 1.14 s; docs/design.md, "XLA on the CPU");
 * smaller chunks (the 28x28 demo models): ``"scan"``, where dispatch would dominate.
 
 Plans are cached per probe and (tool, input shape, points, batch size). :func:`forced` fixes
@@ -40,13 +40,14 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import weakref
 from collections.abc import Hashable, Iterator
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from jaxvis._per_probe import PerProbe
 
 __all__ = ["MODES", "Cost", "Plan", "choose", "estimate", "forced", "plan"]
 
@@ -75,8 +76,8 @@ class Plan(NamedTuple):
 _FORCED: contextvars.ContextVar[tuple[str | None, int | None] | None] = contextvars.ContextVar(
     "jaxvis_plan", default=None
 )
-_COSTS: weakref.WeakKeyDictionary[Any, dict[Hashable, Cost]] = weakref.WeakKeyDictionary()
-_PLANS: weakref.WeakKeyDictionary[Any, dict[Hashable, Plan]] = weakref.WeakKeyDictionary()
+_COSTS: PerProbe[Cost] = PerProbe()
+_PLANS: PerProbe[Plan] = PerProbe()
 
 
 @contextlib.contextmanager
@@ -115,7 +116,7 @@ def plan(
     forced_mode, forced_chunk = _FORCED.get() or (None, None)
     if forced_chunk is not None:
         batch_size = forced_chunk
-    table = _PLANS.setdefault(probe, {})
+    table = _PLANS.entries(probe)
     cache_key = (key, tuple(example_shape), int(total), batch_size)
     if cache_key not in table:
         table[cache_key] = choose(total, estimate(probe, example_shape), batch_size)
@@ -131,7 +132,7 @@ def estimate(probe: Any, example_shape: tuple[int, ...]) -> Cost:
     """One example's :class:`Cost`, from the jaxpr of the model's forward pass (traced once per
     probe and shape, on abstract values). Also records the output shape for
     :func:`jaxvis.attribution._checks.output_shape`, which then traces nothing."""
-    table = _COSTS.setdefault(probe, {})
+    table = _COSTS.entries(probe)
     shape = tuple(int(d) for d in example_shape)
     if shape not in table:
         spec = jax.ShapeDtypeStruct((1, *shape), jnp.float32)

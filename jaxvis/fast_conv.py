@@ -4,7 +4,7 @@ The input gradient of a convolution is a convolution of the output gradient with
 spatially flipped kernel whose input and output features are swapped. XLA may fold that flip
 and swap into the convolution itself (kernel dims ``01oi``) and then run a generic
 convolution several times slower; it does so inside ``lax.fori_loop``/``scan`` on this
-machine (see DESIGN.md, "XLA on the CPU"). :func:`conv_general_dilated` computes the same
+machine (see docs/design.md, "XLA on the CPU"). :func:`conv_general_dilated` computes the same
 values with a custom VJP whose backward pass materialises the flipped, swapped kernel in the
 standard ``HWIO`` layout behind ``lax.optimization_barrier``, so XLA cannot fold it back.
 
@@ -186,7 +186,7 @@ _conv.defvjp(_conv_fwd, _conv_bwd, symbolic_zeros=True)
 #: Input gradients with at most this many features (RGB or grey images: the first layer) are
 #: computed as one matrix product and shifted sums instead of a convolution: XLA:CPU runs a
 #: convolution with 3 output features at a fraction of its usual speed (6.6 ms against 2.3 ms
-#: for a (64, 32, 32, 16) gradient, DESIGN.md "XLA on the CPU").
+#: for a (64, 32, 32, 16) gradient, docs/design.md "XLA on the CPU").
 SMALL_FEATURES = 4
 
 

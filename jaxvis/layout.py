@@ -33,7 +33,10 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from jaxvis._protocols import ProbeLike
 
 __all__ = [
     "LayerLayout",
@@ -163,16 +166,7 @@ def prefix_view(acts: Any, layout: LayerLayout) -> Any:
     return prefix.reshape(acts.shape[0], layout.grid.prefix, -1)
 
 
-class _HasLayers(Protocol):
-    """What the layer helpers need of a probe: its layers and their layouts."""
-
-    @property
-    def layers(self) -> tuple[Any, ...]: ...
-
-    def layout(self, name: str) -> LayerLayout: ...
-
-
-def spatial_layers(probe: _HasLayers, *, tokens: bool = True) -> list[str]:
+def spatial_layers(probe: ProbeLike, *, tokens: bool = True) -> list[str]:
     """Names of the layers with a spatial ``(h, w, C)`` view, in call order.
 
     Feature maps, and with ``tokens`` true token layers over a patch grid too (attention
@@ -185,7 +179,7 @@ def spatial_layers(probe: _HasLayers, *, tokens: bool = True) -> list[str]:
     return [layer.name for layer in probe.layers if probe.layout(layer.name).kind in kinds]
 
 
-def unit_layers(probe: _HasLayers) -> list[str]:
+def unit_layers(probe: ProbeLike) -> list[str]:
     """Names of the layers whose channels are units a tool can pick, in call order.
 
     Feature maps, token layers (read on their patch grid) and vectors; not attention weights
@@ -196,7 +190,7 @@ def unit_layers(probe: _HasLayers) -> list[str]:
     return [layer.name for layer in probe.layers if probe.layout(layer.name).channels is not None]
 
 
-def block_layers(probe: _HasLayers) -> list[str]:
+def block_layers(probe: ProbeLike) -> list[str]:
     """The outputs of a token model's repeated blocks (its residual stream), in call order.
 
     Among the ``(T, D)`` token layers, those not inside a layer of a kind that repeats (so not a
@@ -227,7 +221,7 @@ def _block_key(layer: Any) -> tuple[str, str]:
     return layer.kind, re.sub(r"\d+$", "", layer.name)
 
 
-def default_spatial_layer(probe: _HasLayers, *, gradients: bool = False) -> str | None:
+def default_spatial_layer(probe: ProbeLike, *, gradients: bool = False) -> str | None:
     """The layer a spatial tool starts on, or None when no layer has a spatial view.
 
     A token model's last block output (not its q/k/v projections, not attention weights); a

@@ -7,6 +7,7 @@ chosen layers. Every jaxvis tool is built on it.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import re
 import sys
@@ -19,13 +20,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxvis._capture import (
+    LayerCapture,
     LayerInfo,
-    Recorder,
     StopForward,
     linen_interceptor,
     nnx_module_outputs,
     tap,
 )
+from jaxvis._checks import check_image_batch
+from jaxvis._trees import flat_items, path_string
 from jaxvis._xla import jit
 from jaxvis.layout import LayerLayout, check_token_grid, check_token_layers, layout_of
 
@@ -188,7 +191,7 @@ class Probe:
 
     def _discover(self) -> None:
         spec = jax.ShapeDtypeStruct((1, *self.input_shape), jnp.float32)
-        recorder = Recorder()
+        recorder = LayerCapture()
 
         def run(params: Any, x: jax.Array) -> dict[str, Any]:
             with recorder.active():
@@ -217,17 +220,16 @@ class Probe:
         With ``layers`` given and ``truncate`` true, the forward pass stops after the last
         wanted layer and ``output`` is None. Safe to use inside ``jax.jit``/``jax.grad``.
         """
+        self._check_params(params)
         wanted = None if layers is None else frozenset(layers)
         # Scans run as Python loops only when a wanted layer lives inside one (see
         # nnx_module_outputs); the output alone compiles the model's own compact loop.
         loops = wanted is None or any(n not in self._infos or self._infos[n].looped for n in wanted)
-        recorder = Recorder(wanted=wanted, truncate=truncate and wanted is not None, loops=loops)
+        truncated = truncate and wanted is not None
+        recorder = LayerCapture(wanted=wanted, truncate=truncated, loops=loops)
         output = None
-        with recorder.active():
-            try:
-                output = self._adapter.run(params, x)
-            except StopForward:
-                pass
+        with recorder.active(), contextlib.suppress(StopForward):  # stopped after the last
+            output = self._adapter.run(params, x)
         return output, dict(recorder.outputs)
 
     def _compiled(self, wanted: frozenset[str] | None, truncate: bool) -> Callable:
@@ -354,22 +356,7 @@ class Probe:
         Otherwise a ``TypeError``/``ValueError`` naming ``name`` and what was expected. Every
         jaxvis tool validates its images here, before anything compiles.
         """
-        if not hasattr(x, "shape") or not hasattr(x, "dtype"):
-            raise TypeError(
-                f"{name} must be a numpy or jax array (N, H, W, C), got {type(x).__name__}"
-            )
-        if not jnp.issubdtype(x.dtype, jnp.floating):
-            raise TypeError(
-                f"{name} must be a float array in the range {self.input_range}, got dtype "
-                f"{x.dtype}; convert it, e.g. x.astype('float32') / 255"
-            )
-        if x.ndim != 4:
-            hint = f"; add a batch axis with {name}[None]" if x.ndim == 3 else ""
-            raise ValueError(
-                f"{name} must have 4 axes (N, H, W, C), got shape {tuple(x.shape)}{hint}"
-            )
-        if x.shape[0] == 0:
-            raise ValueError(f"{name} is an empty batch: expected at least one image")
+        check_image_batch(x, name, value_range=self.input_range)
         if self.input_shape is None:
             self._set_input_shape(tuple(int(d) for d in x.shape[1:]), name)
         elif tuple(x.shape[1:]) != self.input_shape:
@@ -384,7 +371,37 @@ class Probe:
             finite = isinstance(x, jax.core.Tracer) or bool(jnp.all(jnp.isfinite(x)))
         if not finite:
             raise ValueError(f"{name} contains NaN or inf values: expected finite pixel values")
+        if isinstance(x, np.ndarray):
+            self._check_pixel_scale(x, name)
         return x
+
+    def _check_pixel_scale(self, x: np.ndarray, name: str) -> None:
+        """Refuse a batch far outside the input range, as 0-255 pixels for a (0, 1) model.
+
+        Only gross mistakes: values beyond ten times the range's width from it (a (0, 1)
+        probe accepts up to 11), so noise, baselines and normalised inputs all pass.
+        """
+        low, high = float(self.input_low.min()), float(self.input_high.max())
+        slack = 10.0 * (high - low)
+        top, bottom = float(x.max()), float(x.min())
+        if top > high + slack or bottom < low - slack:
+            hint = "; divide 0-255 pixels by 255" if top > 100 and bottom >= 0 else ""
+            raise ValueError(
+                f"{name} has values in [{bottom:g}, {top:g}], far outside the probe's input "
+                f"range {self.input_range}: expected pixels in that range{hint}"
+            )
+
+    def _check_params(self, params: Any) -> None:
+        """Refuse parameters with another number of arrays than the probe's (``{}``, a part
+        such as ``variables["params"]``) before the model fails on them deep in its trace."""
+        expected = len(jax.tree_util.tree_leaves(self.params))
+        got = len(jax.tree_util.tree_leaves(params))
+        if got != expected:
+            shown = repr(params) if got == 0 else f"a {type(params).__name__}"
+            raise ValueError(
+                f"params has {got} arrays ({shown}), expected {expected}: pass a pytree shaped "
+                "like probe.params (or params=None for the probe's own)"
+            )
 
     def _set_input_shape(self, shape: tuple[int, ...], name: str) -> None:
         """Take ``shape`` as one example's ``(H, W, C)`` if the input range fits its channels."""
@@ -398,6 +415,8 @@ class Probe:
     def _check_layer_names(self, names: Iterable[str]) -> None:
         known = self.layer_names
         for name in names:
+            if isinstance(name, bool) or not isinstance(name, str):
+                raise TypeError(f"layers must be layer names (str); got {name!r}")
             if name not in known:
                 close = difflib.get_close_matches(str(name), known, n=3, cutoff=0.4)
                 hint = (
@@ -531,7 +550,7 @@ def _check_linen_variables(variables: Any) -> None:
             "e.g. {'params': ...}"
         )
     if "params" not in variables:
-        names = {path[-1] for path, _ in _flat_items(variables) if path}
+        names = {path[-1] for path, _ in flat_items(variables) if path}
         if names & {"kernel", "bias", "scale", "embedding"}:
             raise ValueError(
                 "variables looks like variables['params'] (keys "
@@ -559,7 +578,7 @@ def _nnx_adapter(model: Any, call_kwargs: dict[str, Any]) -> _Adapter:
         with nnx_module_outputs(clone):
             return clone(x, **call_kwargs)
 
-    modules = {_path_name(path): m for path, m in nnx.iter_modules(model)}
+    modules = {path_string(path): m for path, m in nnx.iter_modules(model)}
     prefixes = {name.rsplit(".", k)[0] for name in modules for k in range(name.count(".") + 1)}
     owned = _owned_by_module(
         [(tuple(map(str, p)), v.shape) for p, v in nnx.to_flat_state(nnx.state(model, nnx.Param))],
@@ -570,7 +589,7 @@ def _nnx_adapter(model: Any, call_kwargs: dict[str, Any]) -> _Adapter:
         """``blocks.3.attn`` -> (``blocks.attn``, (3,)) for stacked blocks; None if unknown."""
         path: list[str] = []
         index: list[int] = []
-        for part in name.split("@")[0].split("."):
+        for part in name.split("@", maxsplit=1)[0].split("."):
             if ".".join([*path, part]) in prefixes:
                 path.append(part)
             elif part.isdigit() and ".".join(path) in modules:
@@ -585,13 +604,9 @@ def _nnx_adapter(model: Any, call_kwargs: dict[str, Any]) -> _Adapter:
             return {}
         path, index = found
         own = nnx.state(modules[path], nnx.Param)
-        return {_join(p): np.asarray(value)[index] for p, value in _flat_items(own)}
+        return {path_string(p): np.asarray(value)[index] for p, value in flat_items(own)}
 
     return _Adapter("nnx", run, state, module_params, owned)
-
-
-def _path_name(path: tuple[Any, ...]) -> str:
-    return ".".join(map(str, path))
 
 
 def _owned_by_module(
@@ -615,12 +630,12 @@ def _owned_params(adapter: _Adapter) -> dict[str, dict[str, tuple[int, ...]]]:
         return adapter.owned_params
     if adapter.kind != "linen" or not hasattr(adapter.params, "get"):
         return {}
-    leaves = [(p, np.shape(v)) for p, v in _flat_items(adapter.params.get("params", {}))]
+    leaves = [(p, np.shape(v)) for p, v in flat_items(adapter.params.get("params", {}))]
     return _owned_by_module(leaves, {p[:k] for p, _ in leaves for k in range(len(p))})
 
 
 def _module_of(name: str, info: LayerInfo) -> tuple[str, tuple[int, ...]]:
-    return (info.path if info.path is not None else name.split("@")[0]), info.index
+    return (info.path if info.path is not None else name.split("@", maxsplit=1)[0]), info.index
 
 
 def _count_params(
@@ -659,9 +674,9 @@ def _linen_adapter(module: Any, variables: Any, call_kwargs: dict[str, Any]) -> 
 
     def module_params(name: str) -> dict[str, np.ndarray]:
         subtree: Any = variables.get("params", {})
-        for part in name.split("@")[0].split("."):
+        for part in name.split("@", maxsplit=1)[0].split("."):
             subtree = subtree.get(part, {}) if hasattr(subtree, "get") else {}
-        return {_join(path): np.asarray(value) for path, value in _flat_items(subtree)}
+        return {path_string(path): np.asarray(value) for path, value in flat_items(subtree)}
 
     return _Adapter("linen", run, variables, module_params)
 
@@ -671,23 +686,6 @@ def _function_adapter(fn: Callable, params: Any, call_kwargs: dict[str, Any]) ->
         return fn(p, x, **call_kwargs)
 
     return _Adapter("function", run, params, lambda name: {})
-
-
-def _flat_items(tree: Any) -> list[tuple[tuple[Any, ...], Any]]:
-    leaves = jax.tree_util.tree_leaves_with_path(tree)
-    return [(tuple(_key_name(k) for k in path), value) for path, value in leaves]
-
-
-def _key_name(key: Any) -> str:
-    for attr in ("key", "name", "idx"):
-        if hasattr(key, attr):
-            return str(getattr(key, attr))
-    return str(key)
-
-
-def _join(path: tuple[str, ...]) -> str:
-    parts = [p for p in path if p not in ("value", "raw_value")]
-    return ".".join(parts)
 
 
 def _inside(name: str, parent: str) -> bool:

@@ -208,7 +208,7 @@ def test_baselines() -> None:
     np.testing.assert_allclose(blurred, ref, atol=1e-5)
     noise = jv.attribution.make_baselines(probe, x, ["uniform", "uniform"])
     assert (
-        not np.allclose(noise[0], noise[1]) and 0 <= float(noise.min()) and float(noise.max()) <= 1
+        not np.allclose(noise[0], noise[1]) and float(noise.min()) >= 0 and float(noise.max()) <= 1
     )
 
 

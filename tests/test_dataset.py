@@ -287,7 +287,7 @@ def test_errors_name_the_argument(zoo, digits):
     with pytest.raises(TypeError, match="batches must be an iterable"):
         top_k(probe, 3, "conv3", progress=False)
     res = top_k(probe, x, "conv3", k=3, progress=False)
-    with pytest.raises(ValueError, match="channel must be in \\[0, 7\\]"):
+    with pytest.raises(ValueError, match="channel must be an integer in \\[0, 7\\]"):
         patches(probe, x, res, channel=8)
     with pytest.raises(ValueError, match="images has 5 images"):
         patches(probe, x[:5], res, channel=0)

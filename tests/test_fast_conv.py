@@ -100,7 +100,7 @@ def test_context_manager_swaps_nnx_conv_while_tracing_only() -> None:
 
 
 def test_inside_a_loop_the_flipped_kernel_is_not_folded_into_the_convolution() -> None:
-    """The XLA:CPU trap of DESIGN.md: inside lax.map/scan the plain input gradient runs a
+    """The XLA:CPU trap of docs/design.md: inside lax.map/scan the plain input gradient runs a
     convolution with kernel dims ``01oi``; the custom VJP keeps it in the standard ``01io``."""
     net = _one_conv_net()
     xs = jax.random.uniform(jax.random.key(3), (4, 2, 12, 12, 3))

@@ -63,9 +63,8 @@ def test_plan_is_cached_per_model_and_shape_and_forced_wins() -> None:
         assert _plan.plan(probe, "ig", (8, 8, 3), 40, None) == _plan.Plan("python", 3)
     with _plan.forced("batch"):
         assert _plan.plan(probe, "ig", (8, 8, 3), 40, None) == _plan.Plan("batch", 40)
-    with pytest.raises(ValueError, match="mode"):
-        with _plan.forced("loop"):
-            pass
+    with pytest.raises(ValueError, match="mode"), _plan.forced("loop"):
+        pass
 
 
 # --------------------------------------------------------------------------- every mode

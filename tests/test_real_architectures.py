@@ -560,7 +560,7 @@ def test_feature_vis_widget_runs_and_updates(name: str, tmp_path) -> None:
 @pytest.mark.parametrize("name", NAMES)
 def test_attribution_widget_builds_and_updates(name: str) -> None:
     x = images(name)
-    w = jv.widgets.Attribution(probe(name), x, method="saliency", steps=8)
+    w = jv.widgets.AttributionExplorer(probe(name), x, method="saliency", steps=8)
     assert not w.errors.error, w.errors.error
     first = w.overlay_png
     assert first[:4] == b"\x89PNG"

@@ -383,7 +383,7 @@ BAD = [
     (
         lambda: R.overlay(np.zeros((4, 4)), np.zeros((4, 4)), alpha=1.5),
         ValueError,
-        r"alpha must be in \[0, 1\]",
+        r"alpha must be a number in \[0, 1\]",
     ),
     (
         lambda: R.overlay(np.zeros((4, 4)), np.zeros((4, 4)), normalize="x"),

@@ -170,7 +170,7 @@ def test_validates_arguments(probe, images):
         UnitExplorer(probe, bad)
     with pytest.raises(ValueError, match="unknown layer 'conv3'"):
         UnitExplorer(probe, images, layer="conv3")
-    with pytest.raises(ValueError, match="channel must be in \\[0, 5\\]"):
+    with pytest.raises(ValueError, match="channel must be an integer in \\[0, 5\\]"):
         UnitExplorer(probe, images, layer="conv2", channel=6)
     with pytest.raises(ValueError, match="k must be a positive integer"):
         UnitExplorer(probe, images, k=0)

@@ -12,7 +12,8 @@ import pytest
 from flax import nnx
 
 import jaxvis as jv
-from jaxvis.zoo import _io, data_mnist
+from jaxvis import _files, _paths
+from jaxvis.zoo import data_mnist
 from jaxvis.zoo.data_shapes import SHAPE_NAMES, make_shapes, shape_mask
 from jaxvis.zoo.models import Activation, AvgPool, MaxPool
 from jaxvis.zoo.train import TrainConfig, augment, fit, make_train_step, predict
@@ -58,7 +59,7 @@ def test_mnist_shipped_weights_accuracy(mnist):
     assert mnist.x_test.shape == (1000, 28, 28, 1)
     assert mnist.x_train.shape == (4000, 28, 28, 1)
     assert mnist.x_test.dtype == np.float32 and mnist.y_test.dtype == np.int32
-    assert 0.0 <= mnist.x_test.min() and mnist.x_test.max() <= 1.0
+    assert mnist.x_test.min() >= 0.0 and mnist.x_test.max() <= 1.0
     assert mnist.masks_test is None
     assert mnist.class_names == tuple("0123456789")
     assert _accuracy(mnist) > 0.95
@@ -179,7 +180,7 @@ def test_weights_roundtrip_and_mismatch(tmp_path):
 
 def test_atomic_savez_refuses_object_arrays(tmp_path):
     with pytest.raises(TypeError, match="pickle"):
-        _io.atomic_savez(tmp_path / "bad.npz", {"a": np.array([{}], dtype=object)})
+        _files.atomic_savez(tmp_path / "bad.npz", {"a": np.array([{}], dtype=object)})
     assert not list(tmp_path.iterdir())
 
 
@@ -188,7 +189,7 @@ def test_atomic_savez_refuses_object_arrays(tmp_path):
 
 def test_cache_dir_env_override(monkeypatch, tmp_path):
     monkeypatch.setenv("JAXVIS_CACHE", str(tmp_path / "c"))
-    assert _io.cache_dir() == tmp_path / "c"
+    assert _paths.cache_dir() == tmp_path / "c"
 
 
 def test_mnist_is_cached_and_split_reproducibly(monkeypatch, tmp_path):
@@ -263,7 +264,7 @@ def _dilate(mask: np.ndarray, steps: int = 2) -> np.ndarray:
 @pytest.mark.parametrize("kind", SHAPE_NAMES)
 def test_shape_mask_each_kind(kind):
     cover = shape_mask(kind, 32, 16.0, 16.0, 10.0, ss=2)
-    assert cover.shape == (32, 32) and 0 <= cover.min() and cover.max() <= 1
+    assert cover.shape == (32, 32) and cover.min() >= 0 and cover.max() <= 1
     inside = cover >= 0.5
     assert 30 < inside.sum() < np.pi * 10.5**2  # within the circumscribed disc
     assert not inside[:5].any() and not inside[-5:].any()
@@ -337,7 +338,7 @@ def test_augment_keeps_shapes_and_range():
     assert out.min() >= x.min() and out.max() <= x.max()
     np.testing.assert_array_equal(augment(x, rng), x)
     out = augment(x, rng, dihedral=True, recolour=True)
-    assert out.shape == x.shape and 0.0 <= out.min() and out.max() <= 1.0
+    assert out.shape == x.shape and out.min() >= 0.0 and out.max() <= 1.0
     # each output is a flip/turn of its input, with channels permuted and maybe inverted
     for a, b in zip(x, out, strict=True):
         values = {

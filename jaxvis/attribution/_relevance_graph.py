@@ -42,17 +42,64 @@ __all__ = ["Graph", "LayerGroup", "evaluate", "relevance_graph"]
 
 #: names of ``jax.nn`` activations (jitted or ``custom_jvp`` functions) treated as one step
 ACTIVATION_NAMES = frozenset(
-    "relu relu6 elu selu celu gelu silu swish sigmoid softplus leaky_relu hard_tanh "
-    "soft_sign mish log_sigmoid hard_sigmoid hard_silu hard_swish tanh".split()
+    [
+        "relu",
+        "relu6",
+        "elu",
+        "selu",
+        "celu",
+        "gelu",
+        "silu",
+        "swish",
+        "sigmoid",
+        "softplus",
+        "leaky_relu",
+        "hard_tanh",
+        "soft_sign",
+        "mish",
+        "log_sigmoid",
+        "hard_sigmoid",
+        "hard_silu",
+        "hard_swish",
+        "tanh",
+    ]
 )
 #: elementwise non-linear primitives that are activations on their own
 ACTIVATION_PRIMITIVES = frozenset({"tanh", "logistic"})
 #: equations whose own gradient carries relevance (linear or piecewise-linear in the input)
 PLAIN_PRIMITIVES = frozenset(
-    "reshape transpose broadcast_in_dim squeeze expand_dims slice dynamic_slice concatenate pad "
-    "gather select_n reduce_window_max reduce_max reduce_min max min convert_element_type copy "
-    "copy_p rev reduce_precision neg add sub mul div reduce_sum dynamic_update_slice "
-    "optimization_barrier sharding_constraint".split()
+    [
+        "reshape",
+        "transpose",
+        "broadcast_in_dim",
+        "squeeze",
+        "expand_dims",
+        "slice",
+        "dynamic_slice",
+        "concatenate",
+        "pad",
+        "gather",
+        "select_n",
+        "reduce_window_max",
+        "reduce_max",
+        "reduce_min",
+        "max",
+        "min",
+        "convert_element_type",
+        "copy",
+        "copy_p",
+        "rev",
+        "reduce_precision",
+        "neg",
+        "add",
+        "sub",
+        "mul",
+        "div",
+        "reduce_sum",
+        "dynamic_update_slice",
+        "optimization_barrier",
+        "sharding_constraint",
+    ]
 )
 INLINED = frozenset({"jit", "pjit", "closed_call", "core_call", "remat", "checkpoint"})
 AFFINE = frozenset({"add", "sub", "mul", "div", "neg", "convert_element_type"})
@@ -230,7 +277,7 @@ def _build(probe: Any, shape: tuple[int, ...], method: str) -> Graph:
             if name == "div" and live_in != [0]:
                 _refuse(method, layer_of(i), "divides by an activation")
             roles[i] = "plain"
-        elif name == "custom_jvp_call" or name == "custom_vjp_call":
+        elif name in {"custom_jvp_call", "custom_vjp_call"}:
             roles[i] = "plain"
         else:
             what = {
@@ -322,9 +369,7 @@ def _is_activation(eqn: Any, live_in: list[int]) -> bool:
         return True
     if name in ("custom_jvp_call", "custom_vjp_call", "jit", "pjit"):
         return str(eqn.params.get("name", "")) in ACTIVATION_NAMES
-    if name in ("max", "min"):  # jnp.maximum(x, 0): a ReLU
-        return True
-    return False
+    return name in ("max", "min")  # jnp.maximum(x, 0): a ReLU
 
 
 def _flatten(eqns: list[Any], alias: dict[Any, Any]) -> list[Any]:

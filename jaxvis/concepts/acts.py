@@ -16,8 +16,6 @@ Example::
 
 from __future__ import annotations
 
-import itertools
-import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,18 +26,19 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from jaxvis._checks import check_float, check_layer, check_positive_int, check_probe
+from jaxvis._per_probe import PerProbe
+from jaxvis._protocols import ProbeLike
 from jaxvis._xla import jit
 from jaxvis.dataset.topk import (
     _check_batch,
-    _iter_batches,
     _mesh,
-    _positive_int,
     _progress_bar,
     _round_up,
     _total_images,
+    checked_stream,
 )
 from jaxvis.layout import spatial_view
-from jaxvis.probe import Probe
 
 __all__ = ["ActivationDataset", "activations", "layer_samples"]
 
@@ -92,7 +91,9 @@ class ActivationDataset:
         )
 
 
-def layer_samples(probe: Probe, layer: str) -> tuple[Callable[[Any], Any], tuple[int, int] | None]:
+def layer_samples(
+    probe: ProbeLike, layer: str
+) -> tuple[Callable[[Any], Any], tuple[int, int] | None]:
     """``(to_view, grid)``: ``to_view(acts)`` maps the layer's raw batch ``(B, ...)`` to
     ``(B, h, w, C)`` (spatial or token layers) or ``(B, C)`` (vectors)."""
     lay = probe.layout(layer)
@@ -107,11 +108,11 @@ def layer_samples(probe: Probe, layer: str) -> tuple[Callable[[Any], Any], tuple
     return (lambda a: spatial_view(a, lay).reshape(a.shape[0], h, w, -1)), (h, w)
 
 
-_STEPS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_STEPS: PerProbe = PerProbe()
 
 
-def _step(probe: Probe, layer: str, mesh: Mesh, pooled: bool = False) -> Callable:
-    cache = _STEPS.setdefault(probe, {})
+def _step(probe: ProbeLike, layer: str, mesh: Mesh, pooled: bool = False) -> Callable:
+    cache = _STEPS.entries(probe)
     key = (layer, tuple(d.id for d in mesh.devices.flat), pooled)
     if key not in cache:
         to_view, grid = layer_samples(probe, layer)
@@ -135,7 +136,7 @@ def _step(probe: Probe, layer: str, mesh: Mesh, pooled: bool = False) -> Callabl
 
 
 def activations(
-    probe: Probe,
+    probe: ProbeLike,
     batches: Any,
     layer: str,
     *,
@@ -168,29 +169,19 @@ def activations(
         devices: mesh devices (default every device JAX sees).
         progress: show a progress bar.
     """
-    if not isinstance(probe, Probe):
-        raise TypeError(f"probe must be a jaxvis.Probe, got {type(probe).__name__}")
+    check_probe(probe)
     if isinstance(layer, bool) or not isinstance(layer, str):
-        raise TypeError(f"layer must be a layer name (str), got {layer!r}")
+        raise TypeError(f"layer must be a layer name (str); got {layer!r}")
     if max_samples is not None:
-        max_samples = _positive_int(max_samples, "max_samples")
+        max_samples = check_positive_int(max_samples, "max_samples")
     if positions_per_image is not None:
-        positions_per_image = _positive_int(positions_per_image, "positions_per_image")
+        positions_per_image = check_positive_int(positions_per_image, "positions_per_image")
     if crops is not None:
-        crops = _positive_int(crops, "crops")
-        if isinstance(crop_size, bool) or not isinstance(crop_size, int | float):
-            raise TypeError(f"crop_size must be a number in (0, 1], got {crop_size!r}")
-        if not 0 < crop_size <= 1:
-            raise ValueError(f"crop_size must be in (0, 1], got {crop_size}")
-    batch_size = _positive_int(batch_size, "batch_size")
-    stream = _iter_batches(batches, batch_size)
-    if probe.input_shape is None:
-        first = next(stream, None)
-        if first is None:
-            raise ValueError("batches is empty: expected at least one image")
-        _check_batch(probe, first, 0)
-        stream = itertools.chain([first], stream)
-    probe.layer(layer)  # unknown names raise with the closest names
+        crops = check_positive_int(crops, "crops")
+        crop_size = check_float(crop_size, "crop_size", minimum=0.0, maximum=1.0, open_low=True)
+    batch_size = check_positive_int(batch_size, "batch_size")
+    stream = checked_stream(probe, batches, batch_size)
+    check_layer(probe, layer)  # unknown names raise with the closest names
     _, grid = layer_samples(probe, layer)
     mesh = _mesh(devices)
     step = _step(probe, layer, mesh, pooled=crops is not None)
@@ -214,20 +205,7 @@ def activations(
             x_pad = np.zeros((cap, *x.shape[1:]), np.float32)
             x_pad[:n] = x
             view = np.asarray(step(params, x_pad))[:n]
-            image = n_images + np.arange(n)
-            if grid is None:
-                rows, img, pos = view, image, np.zeros((n, 2), np.int64)
-            else:
-                h, w = grid
-                rows = view.reshape(n * h * w, -1)
-                img = np.repeat(image, h * w)
-                flat = np.tile(np.arange(h * w), n)
-                if positions_per_image is not None and positions_per_image < h * w:
-                    pick = np.argsort(rng.random((n, h * w)), axis=1)[:, :positions_per_image]
-                    sel = (np.arange(n)[:, None] * h * w + pick).reshape(-1)
-                    rows, img, flat = rows[sel], img[sel], flat[sel]
-                pos = np.stack([flat // w, flat % w], axis=-1)
-            reservoir.add(rows, img, pos)
+            reservoir.add(*_position_samples(view, n_images, grid, positions_per_image, rng))
             n_images += n
             if bar is not None:
                 bar.update(n)
@@ -247,6 +225,30 @@ def activations(
         n_seen=reservoir.seen,
         n_devices=mesh.size,
     )
+
+
+def _position_samples(
+    view: np.ndarray,
+    first_image: int,
+    grid: tuple[int, int] | None,
+    per_image: int | None,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(rows, image index, (row, col))`` of a batch's layer ``view``: one row per image for
+    a vector layer, else one per grid position (``per_image`` of them drawn at random)."""
+    n = view.shape[0]
+    image = first_image + np.arange(n)
+    if grid is None:
+        return view, image, np.zeros((n, 2), np.int64)
+    h, w = grid
+    rows = view.reshape(n * h * w, -1)
+    img = np.repeat(image, h * w)
+    flat = np.tile(np.arange(h * w), n)
+    if per_image is not None and per_image < h * w:
+        pick = np.argsort(rng.random((n, h * w)), axis=1)[:, :per_image]
+        sel = (np.arange(n)[:, None] * h * w + pick).reshape(-1)
+        rows, img, flat = rows[sel], img[sel], flat[sel]
+    return rows, img, np.stack([flat // w, flat % w], axis=-1)
 
 
 def _crop_samples(step, params, x, crops, crop_size, rng, n_dev):

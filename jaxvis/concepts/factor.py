@@ -34,6 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxvis._checks import check_choice, check_positive_int
 from jaxvis._files import atomic_savez
 from jaxvis._xla import jit
 
@@ -218,12 +219,8 @@ def fit(
     """
     from jaxvis.concepts.acts import ActivationDataset
 
-    if not isinstance(method, str) or method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    if isinstance(n_concepts, bool) or not isinstance(n_concepts, int | np.integer):
-        raise TypeError(f"n_concepts must be a positive integer, got {n_concepts!r}")
-    if n_concepts <= 0:
-        raise ValueError(f"n_concepts must be a positive integer, got {n_concepts}")
+    method = check_choice(method, "method", METHODS)
+    n_concepts = check_positive_int(n_concepts, "n_concepts")
     if isinstance(acts, ActivationDataset):
         layer = layer if layer is not None else acts.layer
         acts = acts.samples
@@ -249,7 +246,7 @@ def fit(
             f"acts must be non-negative for method='nmf' (minimum {float(x.min()):.4g}): use "
             "method='seminmf' for signed layers, or shift the data (acts - acts.min())"
         )
-    max_iter = _pos(max_iter, "max_iter")
+    max_iter = check_positive_int(max_iter, "max_iter")
     k = int(n_concepts)
     xj = jnp.asarray(x)
     info: dict[str, Any] = {"layer": layer, "n_samples": n}
@@ -290,14 +287,6 @@ def _check_matrix(acts: Any, name: str = "acts") -> np.ndarray:
     if not np.isfinite(x).all():
         raise ValueError(f"{name} contains NaN or inf values")
     return x
-
-
-def _pos(v: Any, name: str) -> int:
-    if isinstance(v, bool) or not isinstance(v, int | np.integer):
-        raise TypeError(f"{name} must be a positive integer, got {v!r}")
-    if v <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {v}")
-    return int(v)
 
 
 def _unit_rows(w: jax.Array, h: jax.Array) -> tuple[jax.Array, jax.Array]:

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from jaxvis._protocols import ProbeLike
 from jaxvis.concepts.factor import Concepts
 
 __all__ = ["auroc", "factor_auroc", "format_table", "image_scores", "shapes_factors"]
@@ -68,7 +69,7 @@ def shapes_factors(images: Any, labels: Any, masks: Any) -> dict[str, np.ndarray
 
 
 def image_scores(
-    probe: Any,
+    probe: ProbeLike,
     images: Any,
     layer: str,
     concepts: Concepts | None = None,

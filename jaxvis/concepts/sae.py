@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import functools
 import math
-import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -40,9 +39,12 @@ import optax
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from jaxvis._checks import check_positive_int
+from jaxvis._per_probe import PerProbe
+from jaxvis._protocols import ProbeLike
 from jaxvis._xla import jit
 from jaxvis.concepts.factor import SAE_METHODS, Concepts, _check_matrix
-from jaxvis.dataset.topk import _mesh, _positive_int, _progress_bar
+from jaxvis.dataset.topk import _mesh, _progress_bar
 
 __all__ = ["encode_fn", "loss_recovered", "sae_metrics", "train_sae"]
 
@@ -258,16 +260,18 @@ def train_sae(
         raise ValueError(f"kind must be one of {SAE_METHODS}, got {kind!r}")
     x = _check_matrix(acts)
     n, c = x.shape
-    m = _positive_int(n_latents, "n_latents")
-    k = _positive_int(k, "k")
+    m = check_positive_int(n_latents, "n_latents")
+    k = check_positive_int(k, "k")
     if k > m:
         raise ValueError(f"k must be at most n_latents ({m}), got {k}")
-    steps = _positive_int(steps, "steps")
-    batch_size = _positive_int(batch_size, "batch_size")
-    chunk = min(_positive_int(chunk, "chunk"), steps)
-    resample_every = _positive_int(resample_every, "resample_every")
+    steps = check_positive_int(steps, "steps")
+    batch_size = check_positive_int(batch_size, "batch_size")
+    chunk = min(check_positive_int(chunk, "chunk"), steps)
+    resample_every = check_positive_int(resample_every, "resample_every")
     warmup = max(0, int(warmup))
-    dead_after = 20 * batch_size if dead_after is None else _positive_int(dead_after, "dead_after")
+    dead_after = (
+        20 * batch_size if dead_after is None else check_positive_int(dead_after, "dead_after")
+    )
     mesh = _mesh(devices)
     if batch_size % mesh.size:
         raise ValueError(
@@ -411,7 +415,7 @@ def sae_metrics(
 
 
 def loss_recovered(
-    probe: Any,
+    probe: ProbeLike,
     concepts: Concepts,
     images: Any,
     labels: Any | None = None,
@@ -461,24 +465,24 @@ def loss_recovered(
     }
 
 
-_LOSS_FNS: dict = {}
+_LOSS_FNS: PerProbe[Callable] = PerProbe()
 
 
-def _loss_fn(probe: Any, concepts: Concepts, layer: str, kl: bool) -> Callable:
+def _loss_fn(probe: ProbeLike, concepts: Concepts, layer: str, kl: bool) -> Callable:
     """The jitted ``(params, concept params, x, y, mean act) -> summed losses`` (cached per
     probe, method and layer; the concepts' arrays are arguments, not constants)."""
     from jaxvis.attribution._edit import edited_apply
 
     key = (
-        id(probe),
         concepts.method,
         concepts.n_concepts,
         concepts.info.get("encode_iters"),
         layer,
         kl,
     )
-    if key in _LOSS_FNS and _LOSS_FNS[key][0]() is probe:
-        return _LOSS_FNS[key][1]
+    cache = _LOSS_FNS.entries(probe)
+    if key in cache:
+        return cache[key]
 
     def losses(params, cparams, x, y, mean_act):
         def splice(a):
@@ -500,6 +504,5 @@ def _loss_fn(probe: Any, concepts: Concepts, layer: str, kl: bool) -> Callable:
 
         return jnp.sum(ce(out)), jnp.sum(ce(rec)), jnp.sum(ce(abl))
 
-    fn = jit(losses)
-    _LOSS_FNS[key] = (weakref.ref(probe), fn)
-    return fn
+    cache[key] = jit(losses)
+    return cache[key]

@@ -29,6 +29,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxvis import tap
+from jaxvis._per_probe import PerProbe
+from jaxvis._protocols import ProbeLike
 from jaxvis._xla import jit
 from jaxvis.attribution._edit import edited_apply
 from jaxvis.concepts.acts import layer_samples
@@ -49,7 +51,7 @@ def _layer_of(concepts: Concepts, layer: str | None) -> str:
     return layer
 
 
-def _check_fit(probe: Probe, concepts: Concepts, layer: str) -> None:
+def _check_fit(probe: ProbeLike, concepts: Concepts, layer: str) -> None:
     if not isinstance(probe, Probe):
         raise TypeError(f"probe must be a jaxvis.Probe, got {type(probe).__name__}")
     lay = probe.layout(layer)  # unknown names raise with the closest names
@@ -72,7 +74,12 @@ def _select(concepts: Concepts, which: Any) -> np.ndarray:
 
 
 def feature_vis(
-    probe: Probe, concepts: Concepts, *, layer: str | None = None, which: Any = None, **render: Any
+    probe: ProbeLike,
+    concepts: Concepts,
+    *,
+    layer: str | None = None,
+    which: Any = None,
+    **render: Any,
 ) -> Any:
     """Feature visualisations of concepts ``which`` (default all), one vectorised run.
 
@@ -89,15 +96,15 @@ def feature_vis(
     return render_fn(probe, objectives.direction(layer, concepts.directions[idx]), **render)
 
 
-_PROBES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_PROBES: PerProbe = PerProbe()
 
 
-def concept_probe(probe: Probe, concepts: Concepts, layer: str | None = None) -> Probe:
+def concept_probe(probe: ProbeLike, concepts: Concepts, layer: str | None = None) -> Probe:
     """A probe of the same model whose extra layer ``"concepts"`` is the codes ``(h, w, K)``
     (or ``(K,)``) of ``layer``; the concepts' arrays are parameters, not constants."""
     layer = _layer_of(concepts, layer)
     _check_fit(probe, concepts, layer)
-    cache = _PROBES.setdefault(concepts, {})
+    cache = _PROBES.entries(concepts)
     key = (id(probe), layer)
     if key in cache and cache[key][0]() is probe:
         return cache[key][1]
@@ -119,7 +126,7 @@ def concept_probe(probe: Probe, concepts: Concepts, layer: str | None = None) ->
 
 
 def top_k(
-    probe: Probe,
+    probe: ProbeLike,
     batches: Any,
     concepts: Concepts,
     k: int = 9,
@@ -140,7 +147,7 @@ def top_k(
     return dataclasses.replace(res, layer=layer)
 
 
-def patches(probe: Probe, images: Any, result: Any, concept: int, **options: Any) -> Any:
+def patches(probe: ProbeLike, images: Any, result: Any, concept: int, **options: Any) -> Any:
     """Input crops under ``concept``'s top-k positions (``result`` from :func:`top_k`)."""
     from jaxvis.dataset import patches as dataset_patches
 
@@ -148,7 +155,7 @@ def patches(probe: Probe, images: Any, result: Any, concept: int, **options: Any
 
 
 def heatmap(
-    probe: Probe,
+    probe: ProbeLike,
     concepts: Concepts,
     x: Any,
     *,
@@ -170,11 +177,11 @@ def heatmap(
     return np.asarray(codes)
 
 
-_IMPORTANCE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_IMPORTANCE: PerProbe = PerProbe()
 
 
-def _importance_fns(probe: Probe, concepts: Concepts, layer: str):
-    cache = _IMPORTANCE.setdefault(concepts, {})
+def _importance_fns(probe: ProbeLike, concepts: Concepts, layer: str):
+    cache = _IMPORTANCE.entries(concepts)
     key = (id(probe), layer)
     if key in cache:
         return cache[key]
@@ -229,7 +236,7 @@ def _importance_fns(probe: Probe, concepts: Concepts, layer: str):
 
 
 def importance(
-    probe: Probe,
+    probe: ProbeLike,
     concepts: Concepts,
     x: Any,
     target: Any,

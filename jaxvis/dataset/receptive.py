@@ -36,13 +36,14 @@ Example::
 
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass, replace
 from typing import Any
 
 import jax
 import numpy as np
 
+from jaxvis._per_probe import PerProbe
+from jaxvis._protocols import ProbeLike
 from jaxvis._xla import jit
 from jaxvis.dataset._structure import UnsupportedError, compose_settings, support_fn
 from jaxvis.dataset.topk import TopK, _check_channel
@@ -128,12 +129,10 @@ class ReceptiveField:
         return max(top, 0), max(left, 0), min(bottom, h), min(right, w)
 
 
-_CACHE: weakref.WeakKeyDictionary[Probe, dict[tuple[str, str], ReceptiveField]] = (
-    weakref.WeakKeyDictionary()
-)
+_CACHE: PerProbe = PerProbe()
 
 
-def receptive_field(probe: Probe, layer: str, *, method: str = "auto") -> ReceptiveField:
+def receptive_field(probe: ProbeLike, layer: str, *, method: str = "auto") -> ReceptiveField:
     """The receptive field of the units of ``layer``: a spatial ``(H, W, C)`` layer, or a token
     layer over a patch grid.
 
@@ -167,7 +166,7 @@ def receptive_field(probe: Probe, layer: str, *, method: str = "auto") -> Recept
             f"layer {layer!r} has outputs of shape {target.shape} ({lay.kind}): receptive "
             "fields need a spatial (H, W, C) layer or tokens over a patch grid"
         )
-    cache = _CACHE.setdefault(probe, {})
+    cache = _CACHE.entries(probe)
     key = (target.name, method)
     if key not in cache:
         cache[key] = _compute(probe, target.name, lay, method)
@@ -175,7 +174,7 @@ def receptive_field(probe: Probe, layer: str, *, method: str = "auto") -> Recept
     return cache[key]
 
 
-def _compute(probe: Probe, name: str, lay: LayerLayout, method: str) -> ReceptiveField:
+def _compute(probe: ProbeLike, name: str, lay: LayerLayout, method: str) -> ReceptiveField:
     base = ReceptiveField(
         layer=name,
         size=(0, 0),
@@ -204,7 +203,7 @@ def _compute(probe: Probe, name: str, lay: LayerLayout, method: str) -> Receptiv
     return _from_gradient(probe, lay, base)
 
 
-def _trace(probe: Probe, name: str, image: tuple[int, ...] | None = None) -> Any:
+def _trace(probe: ProbeLike, name: str, image: tuple[int, ...] | None = None) -> Any:
     """The model traced from its input (one image of shape ``image``, the probe's by default)
     to layer ``name``: parameters first, then the input."""
     spec = jax.ShapeDtypeStruct((1, *(image or probe.input_shape)), np.float32)
@@ -218,7 +217,7 @@ def _trace(probe: Probe, name: str, image: tuple[int, ...] | None = None) -> Any
 # ---------------------------------------------------------------- from the gradient's support
 
 
-def input_support(probe: Probe, layer: str, units: Any) -> np.ndarray:
+def input_support(probe: ProbeLike, layer: str, units: Any) -> np.ndarray:
     """``(U, H, W)`` bool: the pixels with a differentiable path to each unit of ``layer``.
 
     ``units`` are ``(row, col)`` pairs on the layer's spatial axes (a token layer's patch grid),
@@ -262,15 +261,13 @@ def input_support(probe: Probe, layer: str, units: Any) -> np.ndarray:
     return _support_runner(probe, probe.layer(layer).name, tuple(probe.input_shape))[0](seeds)
 
 
-_RUNNERS: weakref.WeakKeyDictionary[Probe, dict[tuple[str, tuple], Any]] = (
-    weakref.WeakKeyDictionary()
-)
+_RUNNERS: PerProbe = PerProbe()
 
 
-def _support_runner(probe: Probe, name: str, image: tuple[int, ...]) -> tuple[Any, tuple]:
+def _support_runner(probe: ProbeLike, name: str, image: tuple[int, ...]) -> tuple[Any, tuple]:
     """``(seeds (U, *layer shape) -> (U, H, W) supports, layer shape)`` for images of shape
     ``image``: one jitted program per (probe, layer, image shape)."""
-    runners = _RUNNERS.setdefault(probe, {})
+    runners = _RUNNERS.entries(probe)
     if (name, image) not in runners:
         closed = _trace(probe, name, image)
         dtype = _seed_dtype(closed)
@@ -296,7 +293,7 @@ def _diagonal(rows: int, cols: int) -> list[tuple[int, int]]:
     return [(r_idx[m % len(r_idx)], c_idx[m % len(c_idx)]) for m in range(n)]
 
 
-def _from_gradient(probe: Probe, lay: LayerLayout, base: ReceptiveField) -> ReceptiveField:
+def _from_gradient(probe: ProbeLike, lay: LayerLayout, base: ReceptiveField) -> ReceptiveField:
     height, width = probe.input_shape[:2]
     prefix = lay.grid.prefix if base.grid is not None else 0
     units = _diagonal(*base.units)
@@ -334,7 +331,7 @@ def _from_gradient(probe: Probe, lay: LayerLayout, base: ReceptiveField) -> Rece
 
 
 def _from_larger_image(
-    probe: Probe, base: ReceptiveField, found: dict[tuple[int, int], np.ndarray]
+    probe: ProbeLike, base: ReceptiveField, found: dict[tuple[int, int], np.ndarray]
 ) -> ReceptiveField | None:
     """The field read on an image enlarged on every side by about half its size (then by its
     size), a multiple of the layer's stride so that every SAME padding stays the same, where
@@ -348,7 +345,7 @@ def _from_larger_image(
 
 
 def _read_larger(
-    probe: Probe, base: ReceptiveField, found: dict[tuple[int, int], np.ndarray], factor: int
+    probe: ProbeLike, base: ReceptiveField, found: dict[tuple[int, int], np.ndarray], factor: int
 ) -> ReceptiveField | None:
     height, width, channels = probe.input_shape
     steps = [max(1, round(n / u)) for n, u in zip((height, width), base.units, strict=True)]
@@ -387,9 +384,9 @@ def _fit_footprint(
     whole = []
     for unit, mask in found.items():
         box = _bbox(mask)
-        if counts[unit] == most and box is not None:
-            if box[0] > 0 and box[1] > 0 and box[2] < image[0] and box[3] < image[1]:
-                whole.append((unit, box))
+        inside = box is not None and box[0] > 0 and box[1] > 0
+        if counts[unit] == most and inside and box[2] < image[0] and box[3] < image[1]:
+            whole.append((unit, box))
     pairs = [(a, b) for a in whole for b in whole if a[0][0] < b[0][0] and a[0][1] < b[0][1]]
     if not pairs:
         return None
@@ -508,7 +505,7 @@ def _check_translates(rf: ReceptiveField, found: dict[tuple[int, int], np.ndarra
 # ---------------------------------------------------------------- patches
 
 
-def patch_boxes(probe: Probe, result: TopK, channel: int) -> np.ndarray:
+def patch_boxes(probe: ProbeLike, result: TopK, channel: int) -> np.ndarray:
     """``(k, 4)`` int boxes ``(top, left, bottom, right)`` of ``channel``'s top-k patches.
 
     Clipped at the image borders; for a layer without spatial axes, the whole image.
@@ -528,7 +525,7 @@ def patch_boxes(probe: Probe, result: TopK, channel: int) -> np.ndarray:
 
 
 def patches(
-    probe: Probe,
+    probe: ProbeLike,
     images: Any,
     result: TopK,
     channel: int,

@@ -51,7 +51,6 @@ from __future__ import annotations
 import collections
 import itertools
 import math
-import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -62,9 +61,11 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from jaxvis._checks import check_choice, check_int, check_layer, check_positive_int, check_probe
+from jaxvis._per_probe import PerProbe
+from jaxvis._protocols import ProbeLike
 from jaxvis._xla import jit
 from jaxvis.layout import LayerLayout, prefix_view, spatial_view
-from jaxvis.probe import Probe
 
 __all__ = ["POSITIONS", "REDUCTIONS", "TopK", "top_k"]
 
@@ -75,6 +76,8 @@ POSITIONS = ("patches", "cls")
 #: Steps dispatched ahead of the device at most: with JAX's asynchronous dispatch a fast host
 #: would otherwise queue every batch of the dataset on the device before the first one ran.
 MAX_IN_FLIGHT = 2
+#: The largest ``k`` for a stream of unknown length (a generator); arrays clamp k to their size.
+MAX_STREAM_K = 4096
 _AXIS = "batch"
 
 
@@ -135,7 +138,7 @@ class TopK:
 
 
 def top_k(
-    probe: Probe,
+    probe: ProbeLike,
     batches: Any,
     layer: str,
     k: int = 9,
@@ -171,78 +174,22 @@ def top_k(
         res = top_k(probe, (x[i:i + 512] for i in range(0, len(x), 512)), "conv5", k=9)
         res.indices[3]        # the 9 images channel 3 of conv5 likes most, best first
     """
-    if not isinstance(probe, Probe):
-        raise TypeError(f"probe must be a jaxvis.Probe, got {type(probe).__name__}")
-    if isinstance(layer, bool) or not isinstance(layer, str):
-        raise TypeError(f"layer must be a layer name (str), got {layer!r}")
-    stream = _iter_batches(batches, batch_size)
-    if probe.input_shape is None:  # the first batch tells the probe its image shape
-        first = next(stream, None)
-        if first is None:
-            raise ValueError("batches is empty: expected at least one image")
-        _check_batch(probe, first, 0)
-        stream = itertools.chain([first], stream)
-    info = probe.layer(layer)  # unknown names raise with the closest names
-    layout = probe.layout(layer)
-    if layout.channels is None:
-        raise ValueError(
-            f"layer {layer!r} has outputs of shape {info.shape} ({layout.kind}): top_k needs "
-            "(H, W, C), (C,) or (T, D) / (T, heads, d) tokens over a patch grid"
-        )
-    if position not in POSITIONS:
-        raise ValueError(f"position must be one of {POSITIONS}, got {position!r}")
-    if position == "cls" and (layout.grid is None or layout.grid.prefix == 0):
-        raise ValueError(
-            f"position='cls' needs a token layer with a class token; {layer!r} has shape "
-            f"{info.shape} ({layout.kind}, no class token)"
-        )
-    k = _positive_int(k, "k")
-    batch_size = _positive_int(batch_size, "batch_size")
-    if reduce not in REDUCTIONS:
-        raise ValueError(f"reduce must be one of {REDUCTIONS}, got {reduce!r}")
+    check_probe(probe)
+    k = check_positive_int(k, "k")
+    batch_size = check_positive_int(batch_size, "batch_size")
+    reduce = check_choice(reduce, "reduce", REDUCTIONS)
+    position = check_choice(position, "position", POSITIONS)
+    stream = checked_stream(probe, batches, batch_size)
+    info, layout = _check_unit_layer(probe, layer, position)
+    k = _state_k(k, _total_images(batches))
     mesh = _mesh(devices)
-    n_local = sum(d.process_index == jax.process_index() for d in mesh.devices.flat)
     step = _step(probe, layer, layout, position, k, reduce, mesh)
-    n_channels = layout.channels
-
-    replicated = NamedSharding(mesh, P())
-    batch_sharding = NamedSharding(mesh, P(_AXIS))
-    params = jax.device_put(probe.params, replicated)
-    state = jax.device_put(
-        (
-            jnp.full((n_channels, k), -jnp.inf, jnp.float32),
-            jnp.full((n_channels, k), -1, jnp.int32),
-            jnp.zeros((n_channels, k), jnp.int32),
-            jnp.zeros((), jnp.int32),
-        ),
-        replicated,
-    )
-    capacity = 0
-    n_seen = 0
-    in_flight: collections.deque = collections.deque()
     bar = _progress_bar(progress, _total_images(batches), f"top-{k} {layer}")
     try:
-        for i, x in enumerate(stream):
-            x = _check_batch(probe, x, i)
-            n = x.shape[0]
-            capacity = max(capacity, _round_up(n, n_local))
-            x_pad = np.zeros((capacity, *x.shape[1:]), np.float32)
-            x_pad[:n] = x
-            mask = np.arange(capacity) < n
-            xs = jax.make_array_from_process_local_data(batch_sharding, x_pad)
-            ms = jax.make_array_from_process_local_data(batch_sharding, mask)
-            *state, token = step(params, xs, ms, *state)
-            in_flight.append(token)
-            if len(in_flight) > MAX_IN_FLIGHT:  # bound the queue of dispatched steps
-                in_flight.popleft().block_until_ready()
-            n_seen += n
-            if bar is not None:
-                bar.update(n)
+        state = _stream(probe, stream, step, mesh, (layout.channels, k), bar)
     finally:
         if bar is not None:
             bar.close()
-    if n_seen == 0:
-        raise ValueError("batches is empty: expected at least one image")
     values, indices, flat_pos, total = (np.asarray(a.addressable_data(0)) for a in state)
     keep = min(k, int(total))
     positions = None
@@ -265,59 +212,128 @@ def top_k(
 
 # ---------------------------------------------------------------- the jitted, sharded step
 
-_STEPS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_STEPS: PerProbe[Callable] = PerProbe()
 
 
 def _step(
-    probe: Probe, layer: str, layout: LayerLayout, position: str, k: int, reduce: str, mesh: Mesh
+    probe: ProbeLike,
+    layer: str,
+    layout: LayerLayout,
+    position: str,
+    k: int,
+    reduce: str,
+    mesh: Mesh,
 ) -> Callable:
     """The jitted step ``(params, x, mask, values, indices, positions, count) -> state``."""
-    cache = _STEPS.setdefault(probe, {})
     key = (layer, position, k, reduce, tuple(d.id for d in mesh.devices.flat))
-    if key in cache:
-        return cache[key]
-    n_dev = mesh.size
 
-    def local(params, x, mask, values, indices, positions, count):
-        _, acts = probe.apply(params, x, [layer])
-        act = acts[layer].astype(jnp.float32)
-        if layout.kind == "tokens":  # the patch grid (h, w, C), or the class token (C,)
-            act = prefix_view(act, layout)[:, 0] if position == "cls" else spatial_view(act, layout)
-        b = act.shape[0]
-        if act.ndim == 4:
-            flat = act.reshape(b, -1, act.shape[-1])  # (b, H*W, C)
-            where = jnp.argmax(flat, axis=1).astype(jnp.int32)  # first maximum, row-major
-            score = jnp.max(flat, axis=1) if reduce == "max" else jnp.mean(flat, axis=1)
-        else:
-            score = act
-            where = jnp.zeros(act.shape, jnp.int32)
-        score = jnp.where(mask[:, None], score, -jnp.inf)
-        # global image index: valid images of earlier devices come first (process order)
-        valid = mask.astype(jnp.int32)
-        counts = jax.lax.all_gather(jnp.sum(valid), _AXIS)  # (n_dev,)
-        before = jnp.sum(jnp.where(jnp.arange(n_dev) < jax.lax.axis_index(_AXIS), counts, 0))
-        index = count + before + jnp.cumsum(valid) - 1  # (b,)
-        kk = min(k, b)
-        v, j = jax.lax.top_k(score.T, kk)  # (C, kk); ties: lower local index first
-        i = index[j]
-        p = jnp.take_along_axis(where.T, j, axis=1)
-        # gather every device's top-k in device order (= index order), merge with the state
-        v, i, p = (jax.lax.all_gather(a, _AXIS, axis=1, tiled=True) for a in (v, i, p))
-        top, sel = jax.lax.top_k(jnp.concatenate([values, v], axis=1), k)
-        new_i = jnp.take_along_axis(jnp.concatenate([indices, i], axis=1), sel, axis=1)
-        new_p = jnp.take_along_axis(jnp.concatenate([positions, p], axis=1), sel, axis=1)
-        total = count + jnp.sum(counts)
-        return top, new_i, new_p, total, total + 0  # the last: a token, never donated
+    def make() -> Callable:
+        n_dev = mesh.size
 
-    sharded = jax.shard_map(
-        local,
-        mesh=mesh,
-        in_specs=(P(), P(_AXIS), P(_AXIS), P(), P(), P(), P()),
-        out_specs=(P(), P(), P(), P(), P()),
-        check_vma=False,  # replicated by construction: every device merges the same gathers
+        def local(params, x, mask, values, indices, positions, count):
+            _, acts = probe.apply(params, x, [layer])
+            act = acts[layer].astype(jnp.float32)
+            if layout.kind == "tokens":  # the patch grid (h, w, C), or the class token (C,)
+                if position == "cls":
+                    act = prefix_view(act, layout)[:, 0]
+                else:
+                    act = spatial_view(act, layout)
+            b = act.shape[0]
+            if act.ndim == 4:
+                flat = act.reshape(b, -1, act.shape[-1])  # (b, H*W, C)
+                where = jnp.argmax(flat, axis=1).astype(jnp.int32)  # first maximum, row-major
+                score = jnp.max(flat, axis=1) if reduce == "max" else jnp.mean(flat, axis=1)
+            else:
+                score = act
+                where = jnp.zeros(act.shape, jnp.int32)
+            score = jnp.where(mask[:, None], score, -jnp.inf)
+            # global image index: valid images of earlier devices come first (process order)
+            valid = mask.astype(jnp.int32)
+            counts = jax.lax.all_gather(jnp.sum(valid), _AXIS)  # (n_dev,)
+            before = jnp.sum(jnp.where(jnp.arange(n_dev) < jax.lax.axis_index(_AXIS), counts, 0))
+            index = count + before + jnp.cumsum(valid) - 1  # (b,)
+            kk = min(k, b)
+            v, j = jax.lax.top_k(score.T, kk)  # (C, kk); ties: lower local index first
+            i = index[j]
+            p = jnp.take_along_axis(where.T, j, axis=1)
+            # gather every device's top-k in device order (= index order), merge with the state
+            v, i, p = (jax.lax.all_gather(a, _AXIS, axis=1, tiled=True) for a in (v, i, p))
+            top, sel = jax.lax.top_k(jnp.concatenate([values, v], axis=1), k)
+            new_i = jnp.take_along_axis(jnp.concatenate([indices, i], axis=1), sel, axis=1)
+            new_p = jnp.take_along_axis(jnp.concatenate([positions, p], axis=1), sel, axis=1)
+            total = count + jnp.sum(counts)
+            return top, new_i, new_p, total, total + 0  # the last: a token, never donated
+
+        sharded = jax.shard_map(
+            local,
+            mesh=mesh,
+            in_specs=(P(), P(_AXIS), P(_AXIS), P(), P(), P(), P()),
+            out_specs=(P(), P(), P(), P(), P()),
+            check_vma=False,  # replicated by construction: every device merges the same gathers
+        )
+        return jit(sharded, donate_argnums=(3, 4, 5, 6))
+
+    return _STEPS.get(probe, key, make)
+
+
+def _check_unit_layer(probe: ProbeLike, layer: Any, position: str) -> tuple[Any, LayerLayout]:
+    """``(layer info, layout)`` of a layer top_k can rank units of, with ``position``."""
+    info = probe.layer(check_layer(probe, layer))  # unknown names raise with close names
+    layout = probe.layout(layer)
+    if layout.channels is None:
+        raise ValueError(
+            f"layer {layer!r} has outputs of shape {info.shape} ({layout.kind}): top_k needs "
+            "(H, W, C), (C,) or (T, D) / (T, heads, d) tokens over a patch grid"
+        )
+    if position == "cls" and (layout.grid is None or layout.grid.prefix == 0):
+        raise ValueError(
+            f"position='cls' needs a token layer with a class token; {layer!r} has shape "
+            f"{info.shape} ({layout.kind}, no class token)"
+        )
+    return info, layout
+
+
+def _stream(
+    probe: ProbeLike,
+    stream: Iterator[Any],
+    step: Callable,
+    mesh: Mesh,
+    shape: tuple[int, int],
+    bar: Any,
+) -> list[jax.Array]:
+    """Run ``step`` over every batch of ``stream``; the final ``(values, indices, positions,
+    count)`` state. At most :data:`MAX_IN_FLIGHT` steps are dispatched ahead."""
+    n_local = sum(d.process_index == jax.process_index() for d in mesh.devices.flat)
+    replicated = NamedSharding(mesh, P())
+    batch_sharding = NamedSharding(mesh, P(_AXIS))
+    params = jax.device_put(probe.params, replicated)
+    state = jax.device_put(  # built on the host: no program compiles for the initial state
+        [
+            np.full(shape, -np.inf, np.float32),
+            np.full(shape, -1, np.int32),
+            np.zeros(shape, np.int32),
+            np.zeros((), np.int32),
+        ],
+        replicated,
     )
-    cache[key] = jit(sharded, donate_argnums=(3, 4, 5, 6))
-    return cache[key]
+    capacity = 0
+    in_flight: collections.deque = collections.deque()
+    for i, batch in enumerate(stream):
+        x = _check_batch(probe, batch, i)
+        n = x.shape[0]
+        capacity = max(capacity, _round_up(n, n_local))
+        x_pad = np.zeros((capacity, *x.shape[1:]), np.float32)
+        x_pad[:n] = x
+        mask = np.arange(capacity) < n
+        xs = jax.make_array_from_process_local_data(batch_sharding, x_pad)
+        ms = jax.make_array_from_process_local_data(batch_sharding, mask)
+        *state, token = step(params, xs, ms, *state)
+        in_flight.append(token)
+        if len(in_flight) > MAX_IN_FLIGHT:  # bound the queue of dispatched steps
+            in_flight.popleft().block_until_ready()
+        if bar is not None:
+            bar.update(n)
+    return state
 
 
 def _mesh(devices: Sequence[jax.Device] | None) -> Mesh:
@@ -330,6 +346,16 @@ def _mesh(devices: Sequence[jax.Device] | None) -> Mesh:
 
 
 # ---------------------------------------------------------------- batches
+
+
+def checked_stream(probe: ProbeLike, batches: Any, batch_size: int) -> Iterator[Any]:
+    """The batches of ``batches``, the first one checked now: before anything is allocated
+    or compiled, and so that a probe without ``input_shape`` learns its image shape."""
+    stream = _iter_batches(batches, batch_size)
+    first = next(stream, None)
+    if first is None:
+        raise ValueError("batches is empty: expected at least one image")
+    return itertools.chain([_check_batch(probe, first, 0)], stream)
 
 
 def _iter_batches(batches: Any, batch_size: int) -> Iterator[Any]:
@@ -364,7 +390,7 @@ def _images_of(item: Any) -> Any:
     return item
 
 
-def _check_batch(probe: Probe, x: Any, i: int) -> np.ndarray:
+def _check_batch(probe: ProbeLike, x: Any, i: int) -> np.ndarray:
     name = f"batch {i} of batches"
     if not hasattr(x, "shape") or not hasattr(x, "dtype"):
         raise TypeError(f"{name} must be a numpy or jax array (B, H, W, C), got {type(x)}")
@@ -399,17 +425,23 @@ def _round_up(n: int, multiple: int) -> int:
     return max(multiple, math.ceil(n / multiple) * multiple)
 
 
-def _positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise TypeError(f"{name} must be a positive integer, got {value!r}")
-    if value <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {value}")
-    return int(value)
+def _state_k(k: int, total: int | None) -> int:
+    """The k the running state holds: at most the images there are.
+
+    The state is ``(C, k)`` per array, allocated before the first batch: with the dataset's
+    size known, k is clamped to it; for a stream of unknown length k is bounded by
+    :data:`MAX_STREAM_K` so a typo (``k=10**8``) cannot allocate gigabytes.
+    """
+    if total is not None:
+        return max(1, min(k, total))
+    if k > MAX_STREAM_K:
+        raise ValueError(
+            f"k must be at most {MAX_STREAM_K} for a stream of batches of unknown length "
+            f"(the running top-k is allocated up front); got k={k}. Pass one array or a list "
+            "of arrays to clamp k to the number of images"
+        )
+    return k
 
 
 def _check_channel(channel: Any, n_channels: int, name: str = "channel") -> int:
-    if isinstance(channel, bool) or not isinstance(channel, int | np.integer):
-        raise TypeError(f"{name} must be an integer, got {channel!r}")
-    if not 0 <= channel < n_channels:
-        raise ValueError(f"{name} must be in [0, {n_channels - 1}], got {channel}")
-    return int(channel)
+    return check_int(channel, name, minimum=0, maximum=n_channels - 1)

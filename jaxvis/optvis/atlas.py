@@ -349,9 +349,9 @@ def _classes(classes: Any) -> np.ndarray:
 
 def _batches(batches: Any, labels: Any, batch_size: int) -> Iterable[tuple[Any, Any]]:
     """``(images, labels or None)`` pairs from the forms :func:`atlas` accepts."""
-    if isinstance(batches, tuple) and len(batches) == 2 and hasattr(batches[0], "ndim"):
-        if batches[0].ndim == 4:  # one (images, labels) pair of arrays
-            batches, labels = batches
+    pair = isinstance(batches, tuple) and len(batches) == 2 and hasattr(batches[0], "ndim")
+    if pair and batches[0].ndim == 4:  # one (images, labels) pair of arrays
+        batches, labels = batches
     if hasattr(batches, "ndim"):
         if batches.ndim != 4:
             raise ValueError(

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from numbers import Integral
 from typing import Any
 
 import numpy as np
+
+from jaxvis._checks import check_choice, check_float, check_int, check_probability
+
+__all__ = [
+    "as_float",
+    "as_numeric",
+    "check_choice",
+    "check_float",
+    "check_int",
+    "check_probability",
+]
 
 
 def as_numeric(x: Any, name: str) -> np.ndarray:
@@ -29,20 +38,3 @@ def as_float(x: Any, name: str) -> np.ndarray:
     """Checked numeric array as float32 (float64 stays float64, for exactness)."""
     arr = as_numeric(x, name)
     return arr if arr.dtype in (np.float32, np.float64) else arr.astype(np.float32)
-
-
-def check_choice(value: Any, name: str, choices: Sequence[str]) -> str:
-    """Return ``value`` if it is one of ``choices``; else ValueError listing them."""
-    if not isinstance(value, str) or value not in choices:
-        valid = ", ".join(repr(c) for c in choices)
-        raise ValueError(f"{name} must be one of {valid}; got {value!r}")
-    return value
-
-
-def check_int(value: Any, name: str, *, minimum: int) -> int:
-    """Return ``value`` as int if it is an integer ``>= minimum``."""
-    if isinstance(value, bool) or not isinstance(value, Integral):
-        raise TypeError(f"{name} must be an integer >= {minimum}; got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}")
-    return int(value)

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxvis.render._checks import as_float, as_numeric, check_choice
+from jaxvis.render._checks import as_float, as_numeric, check_choice, check_probability
 from jaxvis.render.colormaps import CMAPS, colorize
 from jaxvis.render.norm import MODES, from_range, scale01
 from jaxvis.render.resample import repeat2d
@@ -47,10 +47,7 @@ def overlay(
     """
     normalize = check_choice(normalize, "normalize", MODES)
     cmap = check_choice(cmap, "cmap", CMAPS)
-    if isinstance(alpha, bool) or not isinstance(alpha, int | float | np.floating | np.integer):
-        raise TypeError(f"alpha must be a number in [0, 1]; got {alpha!r}")
-    if not 0.0 <= float(alpha) <= 1.0:
-        raise ValueError(f"alpha must be in [0, 1]; got {alpha!r}")
+    alpha = check_probability(alpha, "alpha")
     img = _image_rgb01(image, image_range)
     h = as_float(heat, "heat")
     if h.ndim == 3 and h.shape[-1] == 1:

@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image
 
 from jaxvis._files import atomic_write
-from jaxvis.render._checks import as_numeric, check_int
+from jaxvis.render._checks import as_numeric, check_float, check_int
 from jaxvis.render.norm import to_uint8
 
 
@@ -58,10 +58,7 @@ def write_gif(
     >>> gif[:6]
     b'GIF89a'
     """
-    if isinstance(fps, bool) or not isinstance(fps, int | float | np.integer | np.floating):
-        raise TypeError(f"fps must be a positive number; got {fps!r}")
-    if not (np.isfinite(fps) and fps > 0):
-        raise ValueError(f"fps must be a positive number; got {fps!r}")
+    fps = check_float(fps, "fps", minimum=0.0, open_low=True)
     loop = check_int(loop, "loop", minimum=0)
     if isinstance(frames, Sequence) and not isinstance(frames, str | bytes):
         if len(frames) == 0:

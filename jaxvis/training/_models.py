@@ -10,8 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 
+from jaxvis._protocols import ProbeLike
+from jaxvis._trees import weight_arrays as tree_weight_arrays
 from jaxvis.probe import Probe
 
 __all__ = ["make_probe", "params_for", "weight_arrays"]
@@ -44,19 +45,8 @@ def _is_train_state(obj: Any) -> bool:
 def make_probe(model: Any, first: Any, input_shape: tuple[int, ...]) -> Probe:
     """A probe for the recorder: from ``model`` (given at construction) or from the first
     object passed to ``record`` (an NNX module or a Linen train state with ``apply_fn``)."""
-    if isinstance(model, Probe):
-        return model
     if model is not None:
-        if is_nnx_module(model):
-            return Probe(model, input_shape=input_shape)
-        if _is_linen_module(model):
-            return Probe(model, params_for_linen(first), input_shape=input_shape)
-        if callable(model):
-            return Probe(model, first, input_shape=input_shape)
-        raise TypeError(
-            "model must be a jv.Probe, an nnx.Module, a flax.linen.Module or a function "
-            f"fn(params, x), got {type(model).__name__}"
-        )
+        return _probe_of_model(model, first, input_shape)
     if isinstance(first, Probe):
         return first
     if is_nnx_module(first):
@@ -72,6 +62,23 @@ def make_probe(model: Any, first: Any, input_shape: tuple[int, ...]) -> Probe:
     )
 
 
+def _probe_of_model(model: Any, first: Any, input_shape: tuple[int, ...]) -> Probe:
+    """The probe of the recorder's ``model`` (``first``: the Linen variables or the function's
+    parameters, from the first ``record``)."""
+    if isinstance(model, Probe):
+        return model
+    if is_nnx_module(model):
+        return Probe(model, input_shape=input_shape)
+    if _is_linen_module(model):
+        return Probe(model, params_for_linen(first), input_shape=input_shape)
+    if callable(model):
+        return Probe(model, first, input_shape=input_shape)
+    raise TypeError(
+        "model must be a jv.Probe, an nnx.Module, a flax.linen.Module or a function "
+        f"fn(params, x), got {type(model).__name__}"
+    )
+
+
 def params_for_linen(obj: Any) -> Any:
     if _is_train_state(obj):
         return _train_state_variables(obj)
@@ -80,7 +87,7 @@ def params_for_linen(obj: Any) -> Any:
     return {"params": obj}
 
 
-def params_for(probe: Probe, obj: Any) -> Any:
+def params_for(probe: ProbeLike, obj: Any) -> Any:
     """The parameters in the form ``probe.apply`` takes, from what was passed to ``record``."""
     if isinstance(obj, Probe):
         return obj.params
@@ -116,13 +123,6 @@ def params_for(probe: Probe, obj: Any) -> Any:
     return obj
 
 
-def _key(k: Any) -> str:
-    for attr in ("key", "name", "idx"):
-        if hasattr(k, attr):
-            return str(getattr(k, attr))
-    return str(k)
-
-
 def weight_arrays(kind: str, params: Any) -> dict[str, Any]:
     """``{"layer.param": array}`` of the float parameter arrays in ``params`` (traceable).
 
@@ -135,10 +135,4 @@ def weight_arrays(kind: str, params: Any) -> dict[str, Any]:
         params = nnx.filter_state(params, nnx.Param) if isinstance(params, nnx.State) else params
     elif kind == "linen":
         params = params.get("params", params) if hasattr(params, "get") else params
-    out: dict[str, Any] = {}
-    for path, leaf in jax.tree_util.tree_leaves_with_path(params):
-        if not hasattr(leaf, "dtype") or not jnp.issubdtype(leaf.dtype, jnp.floating):
-            continue
-        keys = [k for k in (_key(p) for p in path) if k not in ("value", "raw_value")]
-        out[".".join(keys) or "weights"] = leaf
-    return out
+    return tree_weight_arrays(params)

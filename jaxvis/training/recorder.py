@@ -43,6 +43,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxvis._checks import (
+    check_choice,
+    check_float,
+    check_image_batch,
+    check_int,
+    check_layer_names,
+    check_range,
+)
 from jaxvis._xla import jit
 from jaxvis.layout import spatial_layers
 from jaxvis.probe import Probe
@@ -55,29 +63,11 @@ _FLUSH_EVERY = 32
 _ON_BUDGET = ("raise", "downsample")
 
 
-def _check_int(value: Any, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise TypeError(f"{name} must be an int >= {minimum}, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return int(value)
-
-
 def _check_images(images: Any) -> np.ndarray:
-    if not hasattr(images, "shape") or not hasattr(images, "dtype"):
-        raise TypeError(
-            f"probe_images must be a float array (N, H, W, C), got {type(images).__name__}"
-        )
-    arr = np.asarray(images)
-    if not np.issubdtype(arr.dtype, np.floating):
-        raise TypeError(f"probe_images must be a float array, got dtype {arr.dtype}")
-    if arr.ndim != 4:
-        hint = "; add a batch axis with probe_images[None]" if arr.ndim == 3 else ""
-        raise ValueError(f"probe_images must be (N, H, W, C), got shape {arr.shape}{hint}")
-    if arr.shape[0] == 0:
-        raise ValueError("probe_images is an empty batch: expected at least one image")
+    """``probe_images`` as float32 before the model is known (its probe checks the shape)."""
+    arr = np.asarray(check_image_batch(images, "probe_images"))
     if not np.isfinite(arr).all():
-        raise ValueError("probe_images contains NaN or inf values")
+        raise ValueError("probe_images contains NaN or inf values: expected finite pixel values")
     return arr.astype(np.float32)
 
 
@@ -138,36 +128,27 @@ class Recorder:
             bad = [n for n in self.layers_arg if not isinstance(n, str)]
             if bad:
                 raise TypeError(f"layers must be layer names (str), got {bad[0]!r}")
-        self.every = _check_int(every, "every", 1)
+        self.every = check_int(every, "every", minimum=1)
         if not isinstance(weights, bool):
             raise TypeError(f"weights must be True or False, got {weights!r}")
         self.weights = weights
-        self.bins = _check_int(bins, "bins", 1)
-        if isinstance(margin, bool) or not isinstance(margin, int | float) or not margin > 0:
-            raise ValueError(f"margin must be a positive number, got {margin!r}")
-        self.margin = float(margin)
+        self.bins = check_int(bins, "bins", minimum=1)
+        self.margin = check_float(margin, "margin", minimum=0.0, open_low=True)
         self.bin_range = _check_bin_range(bin_range)
         if budget_bytes is not None:
-            budget_bytes = _check_int(budget_bytes, "budget_bytes", 1)
+            budget_bytes = check_int(budget_bytes, "budget_bytes", minimum=1)
         self.budget_bytes = budget_bytes
         if total_steps is not None:
-            total_steps = _check_int(total_steps, "total_steps", 0)
+            total_steps = check_int(total_steps, "total_steps", minimum=0)
         self.total_steps = total_steps
-        if on_budget not in _ON_BUDGET:
-            raise ValueError(f"on_budget must be one of {_ON_BUDGET}, got {on_budget!r}")
-        self.on_budget = on_budget
+        self.on_budget = check_choice(on_budget, "on_budget", _ON_BUDGET)
         self.labels = None if labels is None else np.asarray(labels)
         if self.labels is not None and self.labels.shape != (len(self.images),):
             raise ValueError(
                 f"labels must have one entry per probe image ({len(self.images)}), "
                 f"got shape {self.labels.shape}"
             )
-        if value_range is not None:
-            lo, hi = (float(v) for v in value_range)
-            if not lo < hi:
-                raise ValueError(f"value_range must be (lo, hi) with lo < hi, got {value_range}")
-            value_range = (lo, hi)
-        self.value_range = value_range
+        self.value_range = None if value_range is None else check_range(value_range, "value_range")
         self.extra_meta = dict(meta or {})
 
         self.model = model
@@ -199,8 +180,7 @@ class Recorder:
         if self.layers_arg is None:
             self.layer_names = spatial_layers(probe, tokens=False)
         else:
-            probe._check_layer_names(self.layers_arg)
-            self.layer_names = list(self.layers_arg)
+            self.layer_names = check_layer_names(probe, self.layers_arg) or []
         self._weight_shapes = (
             {k: tuple(v.shape) for k, v in weight_arrays(probe.kind, probe.params).items()}
             if self.weights
@@ -241,7 +221,7 @@ class Recorder:
 
             rec.estimate_bytes(1000) / 1e6     # MB for 1,000 training steps
         """
-        n_steps = _check_int(n_steps, "n_steps", 0)
+        n_steps = check_int(n_steps, "n_steps", minimum=0)
         return self._estimate(n_steps // self.every + 1, n_metrics)
 
     def _estimate(self, n_records: int, n_metrics: int | None = None) -> int:
@@ -303,7 +283,7 @@ class Recorder:
         recorder's ``model``. ``metrics``: ``{name: number}`` (JAX scalars are fine). Steps must
         increase.
         """
-        step = _check_int(step, "step", 0)
+        step = check_int(step, "step", minimum=0)
         if metrics is not None and not isinstance(metrics, Mapping):
             raise TypeError(
                 f"metrics must be a dict {{name: number}}, got {type(metrics).__name__}"
@@ -487,17 +467,8 @@ def histogram(w: jax.Array, edges: jax.Array) -> jax.Array:
 
 
 def _check_bin_range(value: Any) -> Any:
-    def pair(v: Any, name: str) -> tuple[float, float]:
-        try:
-            lo, hi = (float(x) for x in v)
-        except (TypeError, ValueError):
-            raise TypeError(f"{name} must be a pair (lo, hi), got {v!r}") from None
-        if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
-            raise ValueError(f"{name} must be finite with lo < hi, got {v!r}")
-        return lo, hi
-
     if value is None:
         return None
     if isinstance(value, Mapping):
-        return {str(k): pair(v, f"bin_range[{k!r}]") for k, v in value.items()}
-    return pair(value, "bin_range")
+        return {str(k): check_range(v, f"bin_range[{k!r}]") for k, v in value.items()}
+    return check_range(value, "bin_range")

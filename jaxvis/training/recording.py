@@ -215,29 +215,51 @@ class Recording:
         if not isinstance(z, np.lib.npyio.NpzFile):
             raise ValueError(f"{path} is not a jaxvis recording (not an .npz archive)")
         with z:
-            files = set(z.files)
-            if "header" not in files:
-                raise ValueError(f"{path} is not a jaxvis recording (no header)")
-            head = json.loads(bytes(z["header"]).decode())
-            if head.get("format") != FORMAT:
-                raise ValueError(f"{path} is not a jaxvis recording: {head.get('format')!r}")
-            if head.get("version") != VERSION:
+            head = _read_header(path, z)
+            try:
+                return cls._from_members(z, head)
+            except (ValueError, KeyError, OSError, EOFError, zipfile.BadZipFile) as exc:
                 raise ValueError(
-                    f"{path} is recording format version {head.get('version')}, this "
-                    f"jaxvis reads version {VERSION}"
-                )
-            weights = head["weights"]
-            return cls(
-                steps=z["steps"],
-                images=z["images"],
-                activations={n: z[f"act_{i}"] for i, n in enumerate(head["layers"])},
-                metrics={n: z[f"metric_{i}"] for i, n in enumerate(head["metrics"])},
-                histograms={n: z[f"hist_{i}"] for i, n in enumerate(weights)},
-                bin_edges={n: z[f"edges_{i}"] for i, n in enumerate(weights)},
-                stats={n: z[f"stats_{i}"] for i, n in enumerate(weights)},
-                labels=z["labels"] if "labels" in files else None,
-                meta=head.get("meta", {}),
-            )
+                    f"{path} is a damaged jaxvis recording (a member could not be read): "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
+
+    @classmethod
+    def _from_members(cls, z: Any, head: dict[str, Any]) -> Recording:
+        weights = head["weights"]
+        return cls(
+            steps=z["steps"],
+            images=z["images"],
+            activations={n: z[f"act_{i}"] for i, n in enumerate(head["layers"])},
+            metrics={n: z[f"metric_{i}"] for i, n in enumerate(head["metrics"])},
+            histograms={n: z[f"hist_{i}"] for i, n in enumerate(weights)},
+            bin_edges={n: z[f"edges_{i}"] for i, n in enumerate(weights)},
+            stats={n: z[f"stats_{i}"] for i, n in enumerate(weights)},
+            labels=z["labels"] if "labels" in z.files else None,
+            meta=head.get("meta", {}),
+        )
+
+
+def _read_header(path: Path, z: Any) -> dict[str, Any]:
+    """The JSON header of the recording ``z`` read from ``path``, checked for format/version."""
+    if "header" not in z.files:
+        raise ValueError(f"{path} is not a jaxvis recording (no header)")
+    try:
+        head = json.loads(bytes(z["header"]).decode())
+    except (ValueError, UnicodeDecodeError, OSError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"{path} has a header that is not JSON: {exc}") from exc
+    if not isinstance(head, dict) or head.get("format") != FORMAT:
+        got = head.get("format") if isinstance(head, dict) else head
+        raise ValueError(f"{path} is not a jaxvis recording: format {got!r}")
+    if head.get("version") != VERSION:
+        raise ValueError(
+            f"{path} is recording format version {head.get('version')}, this "
+            f"jaxvis reads version {VERSION}"
+        )
+    for key in ("layers", "metrics", "weights"):
+        if not isinstance(head.get(key), list):
+            raise ValueError(f"{path} has a damaged header: {key!r} is not a list")
+    return head
 
 
 def _write_npz(f: IO[bytes], arrays: dict[str, np.ndarray]) -> None:

@@ -10,7 +10,8 @@ Every widget has a stable CSS class (``jv-...``), shows errors from its callback
 * :class:`ModelSummary` (``jv-model-summary``): the layer table.
 * :class:`FilterGrid` (``jv-filter-grid``): the kernels of a conv layer.
 * :class:`WeightHistograms` (``jv-weight-histograms``): weight distributions, before/after.
-* :class:`FeatureVis`: feature visualisation; :class:`Attribution`: attribution maps.
+* :class:`FeatureVis`: feature visualisation; :class:`AttributionExplorer`: attribution maps
+  (``Attribution``, its old name, still works for one release with a ``DeprecationWarning``).
 * :class:`ActivationAtlas` (``jv-activation-atlas``): an activation atlas to zoom and click
   (also the "atlas" tab of a FeatureVis given a data set).
 * :class:`AttentionExplorer` (``jv-attention``): a ViT's attention per block, head and
@@ -31,11 +32,12 @@ Example::
     jv.widgets.LayerExplorer(zoo.probe, zoo.x_test[:100], labels=zoo.y_test[:100])
 """
 
+from jaxvis._deprecation import deprecated_names
 from jaxvis.widgets._errors import ErrorBox
 from jaxvis.widgets._export import save_html
 from jaxvis.widgets.atlas import ActivationAtlas
 from jaxvis.widgets.attention import AttentionExplorer
-from jaxvis.widgets.attribution import Attribution
+from jaxvis.widgets.attribution import Attribution as AttributionExplorer
 from jaxvis.widgets.channel_grid import ChannelGrid, GridSpec, LayerGrids
 from jaxvis.widgets.concepts import ConceptExplorer
 from jaxvis.widgets.feature_vis import FeatureVis
@@ -49,7 +51,7 @@ from jaxvis.widgets.unit_explorer import UnitExplorer
 __all__ = [
     "ActivationAtlas",
     "AttentionExplorer",
-    "Attribution",
+    "AttributionExplorer",
     "ChannelGrid",
     "ConceptExplorer",
     "ErrorBox",
@@ -64,3 +66,8 @@ __all__ = [
     "WeightHistograms",
     "save_html",
 ]
+
+#: Old names, kept for one release (``DeprecationWarning`` on use; listed in CHANGELOG.md).
+__getattr__ = deprecated_names(
+    __name__, {"Attribution": ("AttributionExplorer", lambda: AttributionExplorer)}
+)

@@ -6,10 +6,12 @@ import html
 from collections.abc import Sequence
 from typing import Any
 
+import ipywidgets as W
 import numpy as np
 
-from jaxvis import render
-from jaxvis.probe import Probe
+from jaxvis import _checks, render
+from jaxvis._checks import check_probe
+from jaxvis._protocols import ProbeLike
 
 __all__ = [
     "check_images",
@@ -18,24 +20,15 @@ __all__ = [
     "empty_message",
     "fmt",
     "image_png",
+    "input_slider",
     "layer_title",
     "probe_conv_layers",
 ]
 
 
-def check_probe(probe: Any, name: str = "probe") -> Probe:
-    """``probe`` itself if it is a :class:`jaxvis.Probe`, else a TypeError naming ``name``."""
-    if isinstance(probe, Probe):
-        return probe
-    hint = ""
-    if isinstance(getattr(probe, "probe", None), Probe):
-        hint = f"; pass its .probe (e.g. {name}=zoo_model.probe)"
-    raise TypeError(f"{name} must be a jaxvis.Probe, got {type(probe).__name__}{hint}")
-
-
-def check_images(images: Any, probe: Probe, name: str = "images") -> np.ndarray:
-    """``images`` as a float32 ``(N, H, W, C)`` array, validated by ``probe.check_input``."""
-    return np.asarray(probe.check_input(images, name), np.float32)
+def check_images(images: Any, probe: ProbeLike, name: str = "images") -> np.ndarray:
+    """``images`` as a float32 numpy ``(N, H, W, C)`` array (see ``jaxvis._checks``)."""
+    return np.asarray(_checks.check_images(probe, images, name))
 
 
 def check_labels(labels: Any, n: int, name: str = "labels") -> list[Any] | None:
@@ -48,6 +41,25 @@ def check_labels(labels: Any, n: int, name: str = "labels") -> list[Any] | None:
     if len(out) != n:
         raise ValueError(f"{name} must have one entry per image ({n}), got {len(out)}")
     return out
+
+
+def input_slider(n: int, css_class: str, width: str) -> W.IntSlider:
+    """The "input" slider over ``n`` dataset images (updates on release), classed ``css_class``.
+
+    Example::
+
+        self.image_slider = input_slider(len(self.dataset), "jv-ue-image", "340px")
+    """
+    slider = W.IntSlider(
+        value=0,
+        min=0,
+        max=n - 1,
+        description="input",
+        continuous_update=False,
+        layout=W.Layout(width=width),
+    )
+    slider.add_class(css_class)
+    return slider
 
 
 def empty_message(title: str, detail: str = "") -> str:
@@ -92,7 +104,7 @@ def layer_title(name: str, kind: str, shape: Sequence[int]) -> str:
     return f"{name} · {kind} · {'×'.join(map(str, shape))}"
 
 
-def probe_conv_layers(probe: Probe) -> dict[str, np.ndarray]:
+def probe_conv_layers(probe: ProbeLike) -> dict[str, np.ndarray]:
     """``{layer: kernel}`` of the probe's layers with a 4-axis ``(kh, kw, in, out)`` kernel."""
     out = {}
     for name, params in probe.weights().items():
@@ -102,13 +114,13 @@ def probe_conv_layers(probe: Probe) -> dict[str, np.ndarray]:
     return out
 
 
-def class_name(probe: Probe, k: int) -> str:
+def class_name(probe: ProbeLike, k: int) -> str:
     """The probe's name for class ``k``, or the index as text."""
     names = probe.class_names
     return names[k] if names is not None and k < len(names) else str(k)
 
 
-def set_class_options(dropdown: Any, probe: Probe, x: Any) -> tuple[np.ndarray, np.ndarray]:
+def set_class_options(dropdown: Any, probe: ProbeLike, x: Any) -> tuple[np.ndarray, np.ndarray]:
     """Fill ``dropdown`` with the classes of ``probe(x)[0]``, likeliest first, and select the
     top one; returns ``(probabilities, order)``. The caller guards its observers."""
     import jax

@@ -21,7 +21,7 @@ import numpy as np
 
 from jaxvis import attribution as A
 from jaxvis import render
-from jaxvis.probe import Probe
+from jaxvis._protocols import ProbeLike
 from jaxvis.widgets._common import check_images, check_probe, class_name, fmt, set_class_options
 from jaxvis.widgets._errors import ErrorBox
 from jaxvis.widgets._export import StaticHTML
@@ -57,7 +57,7 @@ class AttentionExplorer(StaticHTML, W.VBox):
         w.head.value = 2; w.method.value = "attention_rollout"
     """
 
-    def __init__(self, probe: Probe, images: Any, *, method: str = "attention_map") -> None:
+    def __init__(self, probe: ProbeLike, images: Any, *, method: str = "attention_map") -> None:
         self.probe = check_probe(probe)
         self.images = check_images(images, self.probe)
         if method not in METHOD_LABELS.values():

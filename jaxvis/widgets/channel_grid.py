@@ -92,21 +92,37 @@ def tile_grid(
         tile_axis=0,
         gray_2d=True,
     )
+    return image, grid_geometry(image, rows, cols, th * scale, tw * scale, spacing, n, zoom)
+
+
+def grid_geometry(
+    image: np.ndarray,
+    rows: int,
+    cols: int,
+    tile_h: int,
+    tile_w: int,
+    spacing: int,
+    n_tiles: int,
+    zoom: float,
+    margin: int | None = None,
+) -> dict[str, Any]:
+    """The geometry the browser side reads off a tiled PNG ``image`` (see :func:`tile_grid`);
+    ``margin`` (the border around the grid) is inferred from the image width when None."""
     height, width = image.shape[:2]
-    tile_h, tile_w = th * scale, tw * scale
-    geometry = {
+    if margin is None:
+        margin = max(0, (width - cols * tile_w - (cols - 1) * spacing) // 2)
+    return {
         "rows": int(rows),
         "cols": int(cols),
         "tile_w": int(tile_w),
         "tile_h": int(tile_h),
         "spacing": int(spacing),
-        "margin": max(0, (width - cols * tile_w - (cols - 1) * spacing) // 2),
-        "n_tiles": int(n),
+        "margin": int(margin),
+        "n_tiles": int(n_tiles),
         "img_width": int(width),
         "img_height": int(height),
         "zoom": float(zoom),
     }
-    return image, geometry
 
 
 def _check_labels(labels: Sequence[str] | None, n: int) -> list[str]:
@@ -211,22 +227,9 @@ class ChannelGrid(StaticHTML, anywidget.AnyWidget):
             raise TypeError(
                 f"image must be a uint8 (H, W[, 3]) array, got {image.dtype} {image.shape}"
             )
-        height, width = image.shape[:2]
         n = rows * cols if n_tiles is None else int(n_tiles)
-        if margin is None:
-            margin = max(0, (width - cols * tile_w - (cols - 1) * spacing) // 2)
-        geometry = {
-            "rows": int(rows),
-            "cols": int(cols),
-            "tile_w": int(tile_w),
-            "tile_h": int(tile_h),
-            "spacing": int(spacing),
-            "margin": int(margin),
-            "n_tiles": n,
-            "img_width": int(width),
-            "img_height": int(height),
-            "zoom": self.zoom if zoom is None else float(zoom),
-        }
+        zoom = self.zoom if zoom is None else zoom
+        geometry = grid_geometry(image, rows, cols, tile_h, tile_w, spacing, n, zoom, margin)
         self._show(render.png_bytes(image), geometry, _check_labels(labels, n))
 
     def show_rendered(self, grid: RenderedGrid) -> None:

@@ -26,8 +26,15 @@ import numpy as np
 
 from jaxvis import concepts as jc
 from jaxvis import render
-from jaxvis.probe import Probe
-from jaxvis.widgets._common import check_probe, fmt
+from jaxvis._checks import (
+    check_choice,
+    check_images,
+    check_int,
+    check_layer,
+    check_positive_int,
+)
+from jaxvis._protocols import ProbeLike
+from jaxvis.widgets._common import check_probe, fmt, input_slider
 from jaxvis.widgets._errors import ErrorBox
 from jaxvis.widgets._export import StaticHTML
 from jaxvis.widgets.feature_vis import preview_image
@@ -38,6 +45,8 @@ ROW_PX = 96
 DETAIL_INPUTS = 6
 #: rows drawn at most (in display order: sort by importance to see the ones that matter)
 MAX_ROWS = 32
+#: the largest K the widget offers (its K box is bounded; a larger ``n_concepts`` is refused)
+MAX_CONCEPTS = 4096
 
 
 class ConceptExplorer(StaticHTML, W.VBox):
@@ -57,7 +66,7 @@ class ConceptExplorer(StaticHTML, W.VBox):
 
     def __init__(
         self,
-        probe: Probe,
+        probe: ProbeLike,
         dataset: Any,
         layer: str,
         *,
@@ -71,25 +80,12 @@ class ConceptExplorer(StaticHTML, W.VBox):
         concepts: jc.Concepts | None = None,
         fit_options: dict[str, Any] | None = None,
     ) -> None:
-        self.probe = check_probe(probe)
-        x = np.asarray(self.probe.check_input(dataset, "dataset"), np.float32)
-        self.dataset = x
-        self.layer = layer
-        lay = self.probe.layout(layer)  # unknown names raise with suggestions
-        if lay.spatial_shape is None:
-            raise ValueError(f"layer {layer!r} ({lay.kind}) has no spatial view: no heatmaps")
-        if method not in jc.METHODS:
-            raise ValueError(f"method must be one of {jc.METHODS}, got {method!r}")
-        for name, v in (("n_concepts", n_concepts), ("fit_images", fit_images), ("k", k)):
-            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
-        self.fit_images, self.max_samples, self.fv_steps, self.k = (
-            fit_images,
-            max_samples,
-            fv_steps,
-            k,
-        )
-        self.importance_images = importance_images
+        self._check_settings(probe, dataset, layer, method, n_concepts)
+        self.fit_images = check_positive_int(fit_images, "fit_images")
+        self.max_samples = check_positive_int(max_samples, "max_samples")
+        self.fv_steps = check_int(fv_steps, "fv_steps", minimum=0)
+        self.k = check_positive_int(k, "k")
+        self.importance_images = check_positive_int(importance_images, "importance_images")
         self.fit_options = dict(fit_options or {})
         self.concepts: jc.Concepts | None = None
         self.selected = 0
@@ -102,59 +98,7 @@ class ConceptExplorer(StaticHTML, W.VBox):
         self._row_pngs: dict[int, list[tuple[bytes, str]]] = {}  # per concept: fv, patches
         self.error = ErrorBox()
 
-        self.method_select = W.Dropdown(
-            options=list(jc.METHODS),
-            value=method,
-            description="method",
-            layout=W.Layout(width="220px"),
-        )
-        self.method_select.add_class("jv-ce-method")
-        self.k_input = W.BoundedIntText(
-            value=n_concepts, min=1, max=4096, description="K", layout=W.Layout(width="150px")
-        )
-        self.k_input.add_class("jv-ce-k")
-        self.fit_button = W.Button(description="Fit", button_style="primary", icon="play")
-        self.fit_button.add_class("jv-ce-fit")
-        self.stop_button = W.Button(
-            description="Stop", button_style="warning", icon="stop", disabled=True
-        )
-        self.stop_button.add_class("jv-ce-stop")
-        self.progress = W.IntProgress(0, min=0, max=100, description="not fitted")
-        self.progress.add_class("jv-ce-progress")
-        names = self.probe.class_names or [str(i) for i in range(int(self.probe(x[:1]).shape[-1]))]
-        self.class_select = W.Dropdown(
-            options=[("concept order", -1)]
-            + [(f"importance for {n}", i) for i, n in enumerate(names)],
-            value=-1,
-            description="sort",
-            layout=W.Layout(width="300px"),
-        )
-        self.class_select.add_class("jv-ce-sort")
-        self.image_slider = W.IntSlider(
-            value=0,
-            min=0,
-            max=len(x) - 1,
-            description="input",
-            continuous_update=False,
-            layout=W.Layout(width="300px"),
-        )
-        self.image_slider.add_class("jv-ce-image")
-        self.path = W.Text(
-            value=f"concepts_{layer}.npz", description="file", layout=W.Layout(width="300px")
-        )
-        self.save_button = W.Button(description="Save", icon="save")
-        self.save_button.add_class("jv-ce-save")
-        self.load_button = W.Button(description="Load", icon="folder-open")
-        self.load_button.add_class("jv-ce-load")
-        self.status = W.HTML()
-        self.status.add_class("jv-ce-status")
-        self.rows = W.VBox()
-        self.rows.add_class("jv-ce-rows")
-        self.detail = W.Image(format="png")
-        self.detail.add_class("jv-ce-detail")
-        self.detail_caption = W.HTML()
-        self.detail_caption.add_class("jv-ce-detail-caption")
-
+        self._make_controls(method, n_concepts, layer)
         self.fit_button.on_click(self.error.guard(lambda _: self.fit()))
         self.stop_button.on_click(self.error.guard(lambda _: self.stop()))
         self.save_button.on_click(self.error.guard(lambda _: self.save(self.path.value)))
@@ -189,6 +133,73 @@ class ConceptExplorer(StaticHTML, W.VBox):
         self.add_class("jv-concept-explorer")
         if concepts is not None:
             self.error.guard(self.set_concepts)(concepts)
+
+    def _check_settings(
+        self, probe: Any, dataset: Any, layer: Any, method: Any, n_concepts: Any
+    ) -> None:
+        """Check the probe, images, layer, method and K (nothing is computed yet)."""
+        self.probe = check_probe(probe)
+        self.dataset = np.asarray(check_images(self.probe, dataset, "dataset"))
+        self.layer = check_layer(self.probe, layer)
+        lay = self.probe.layout(layer)
+        if lay.spatial_shape is None:
+            raise ValueError(f"layer {layer!r} ({lay.kind}) has no spatial view: no heatmaps")
+        check_choice(method, "method", jc.METHODS)
+        # the K box holds at most MAX_CONCEPTS: a larger K is refused, not clamped by the box
+        check_int(n_concepts, "n_concepts", minimum=1, maximum=MAX_CONCEPTS)
+
+    def _make_controls(self, method: str, n_concepts: int, layer: str) -> None:
+        """The method / K / fit row, sort and input pickers, save/load, rows and detail."""
+        self.method_select = W.Dropdown(
+            options=list(jc.METHODS),
+            value=method,
+            description="method",
+            layout=W.Layout(width="220px"),
+        )
+        self.method_select.add_class("jv-ce-method")
+        self.k_input = W.BoundedIntText(
+            value=n_concepts,
+            min=1,
+            max=MAX_CONCEPTS,
+            description="K",
+            layout=W.Layout(width="150px"),
+        )
+        self.k_input.add_class("jv-ce-k")
+        self.fit_button = W.Button(description="Fit", button_style="primary", icon="play")
+        self.fit_button.add_class("jv-ce-fit")
+        self.stop_button = W.Button(
+            description="Stop", button_style="warning", icon="stop", disabled=True
+        )
+        self.stop_button.add_class("jv-ce-stop")
+        self.progress = W.IntProgress(0, min=0, max=100, description="not fitted")
+        self.progress.add_class("jv-ce-progress")
+        names = self.probe.class_names or [
+            str(i) for i in range(int(self.probe(self.dataset[:1]).shape[-1]))
+        ]
+        self.class_select = W.Dropdown(
+            options=[("concept order", -1)]
+            + [(f"importance for {n}", i) for i, n in enumerate(names)],
+            value=-1,
+            description="sort",
+            layout=W.Layout(width="300px"),
+        )
+        self.class_select.add_class("jv-ce-sort")
+        self.image_slider = input_slider(len(self.dataset), "jv-ce-image", "300px")
+        self.path = W.Text(
+            value=f"concepts_{layer}.npz", description="file", layout=W.Layout(width="300px")
+        )
+        self.save_button = W.Button(description="Save", icon="save")
+        self.save_button.add_class("jv-ce-save")
+        self.load_button = W.Button(description="Load", icon="folder-open")
+        self.load_button.add_class("jv-ce-load")
+        self.status = W.HTML()
+        self.status.add_class("jv-ce-status")
+        self.rows = W.VBox()
+        self.rows.add_class("jv-ce-rows")
+        self.detail = W.Image(format="png")
+        self.detail.add_class("jv-ce-detail")
+        self.detail_caption = W.HTML()
+        self.detail_caption.add_class("jv-ce-detail-caption")
 
     # ------------------------------------------------------------------ fit
 

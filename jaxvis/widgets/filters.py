@@ -10,7 +10,7 @@ import ipywidgets as W
 import numpy as np
 
 from jaxvis import render
-from jaxvis.probe import Probe
+from jaxvis._protocols import ProbeLike
 from jaxvis.widgets._common import check_probe, empty_message, fmt, probe_conv_layers
 from jaxvis.widgets._errors import ErrorBox
 from jaxvis.widgets._export import StaticHTML
@@ -45,7 +45,9 @@ class FilterGrid(StaticHTML, W.VBox):
         jv.widgets.FilterGrid(jv.zoo.load("shapes_cnn").probe, "conv1")
     """
 
-    def __init__(self, probe: Probe, layer: str | None = None, *, max_tiles: int = 4096) -> None:
+    def __init__(
+        self, probe: ProbeLike, layer: str | None = None, *, max_tiles: int = 4096
+    ) -> None:
         self.probe = check_probe(probe)
         self.kernels = probe_conv_layers(self.probe)
         if layer is None:

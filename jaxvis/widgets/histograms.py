@@ -10,9 +10,10 @@ from typing import Any
 
 import bqplot as bq
 import ipywidgets as W
-import jax
 import numpy as np
 
+from jaxvis._checks import check_positive_int
+from jaxvis._trees import weight_arrays
 from jaxvis.probe import Probe
 from jaxvis.widgets._common import empty_message, fmt
 from jaxvis.widgets._errors import ErrorBox
@@ -47,14 +48,7 @@ def collect_weights(source: Any, name: str = "params_or_probe") -> dict[str, np.
             f"{name} must be a jaxvis.Probe, an nnx.Module or a pytree of parameter arrays, "
             f"got {type(source).__name__}"
         )
-    leaves = jax.tree_util.tree_leaves_with_path(source)
-    out: dict[str, np.ndarray] = {}
-    for path, leaf in leaves:
-        if not hasattr(leaf, "dtype") or not np.issubdtype(np.asarray(leaf).dtype, np.floating):
-            continue
-        keys = [_key(k) for k in path]
-        keys = [k for k in keys if k not in ("value", "raw_value")]
-        out[".".join(keys) or "weights"] = np.asarray(leaf)
+    out = {key: np.asarray(leaf) for key, leaf in weight_arrays(source).items()}
     if not out:
         raise ValueError(f"{name} holds no floating-point parameter arrays")
     if all(k.startswith("params.") for k in out):  # Linen variables {"params": {...}}
@@ -73,13 +67,6 @@ def _kernels_first(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return order[prefix], 0 if last == "kernel" else 1
 
     return {key: arrays[key] for key in sorted(arrays, key=rank)}
-
-
-def _key(k: Any) -> str:
-    for attr in ("key", "name", "idx"):
-        if hasattr(k, attr):
-            return str(getattr(k, attr))
-    return str(k)
 
 
 class WeightHistograms(StaticHTML, W.VBox):
@@ -132,8 +119,7 @@ class WeightHistograms(StaticHTML, W.VBox):
                         f"compare_to[{key!r}] has shape {self.compare[key].shape}, "
                         f"expected {arr.shape}"
                     )
-        if isinstance(bins, bool) or not isinstance(bins, int | np.integer) or bins < 1:
-            raise ValueError(f"bins must be a positive int, got {bins!r}")
+        bins = check_positive_int(bins, "bins")
         if isinstance(names, str) or len(names) != 2:
             raise ValueError(f"names must be two legend names, got {names!r}")
         if layer is not None and layer not in self.weights:

@@ -34,8 +34,10 @@ import jax
 import numpy as np
 
 from jaxvis import render
+from jaxvis._checks import check_choice, check_layer
+from jaxvis._protocols import ProbeLike
 from jaxvis.layout import LayerLayout, prefix_view, spatial_view
-from jaxvis.probe import Layer, Probe
+from jaxvis.probe import Layer
 from jaxvis.widgets._common import (
     check_images,
     check_labels,
@@ -160,7 +162,7 @@ class LayerExplorer(StaticHTML, W.VBox):
 
     def __init__(
         self,
-        probe: Probe,
+        probe: ProbeLike,
         images: Any,
         labels: Sequence[Any] | None = None,
         *,
@@ -168,19 +170,7 @@ class LayerExplorer(StaticHTML, W.VBox):
         normalize: str = "channel",
         sort: str = "index",
     ) -> None:
-        self.probe = check_probe(probe)
-        self.images = check_images(images, self.probe)
-        self.labels = check_labels(labels, len(self.images))
-        if normalize not in ("channel", "layer"):
-            raise ValueError(f"normalize must be 'channel' or 'layer', got {normalize!r}")
-        if sort not in SORTS:
-            raise ValueError(f"sort must be one of {SORTS}, got {sort!r}")
-        if layers is None:
-            self._layers: tuple[Layer, ...] = self.probe.layers
-        else:
-            if isinstance(layers, str) or not layers:
-                raise ValueError(f"layers must be a non-empty list of layer names, got {layers!r}")
-            self._layers = tuple(self.probe.layer(name) for name in layers)
+        self._check_settings(probe, images, labels, layers, normalize, sort)
         self._names = [layer.name for layer in self._layers]
         self._layer_by_name = {layer.name: layer for layer in self._layers}
         self._layouts = {layer.name: self.probe.layout(layer.name) for layer in self._layers}
@@ -196,6 +186,83 @@ class LayerExplorer(StaticHTML, W.VBox):
         self.error = ErrorBox()
         n = len(self.images)
 
+        self._make_controls(n, normalize, sort)
+
+        # --- the selected layer's page, one row per layer (or why there is none)
+        self.message = W.HTML(NO_LAYERS if not self._layers else "")
+        self.message.add_class("jv-layer-message")
+        self.grid = ChannelGrid()
+        self.grid.add_class("jv-main-grid")
+        self.grid.observe(self.error.guard(self._on_page_click), "selected")
+        self.grids = LayerGrids()
+        self.grids.expanded = (
+            [True] * len(self._layers) if self._small() else [False] * len(self._layers)
+        )
+        self.grids.observe(self.error.guard(self._on_click), "selected")
+        self.grids.observe(self.error.guard(self._on_open), "expanded")
+
+        left = W.VBox([self.input_image, self.prediction], layout=W.Layout(align_items="center"))
+        right = W.VBox(
+            [
+                self.layer_select,
+                self.channel_slider,
+                self.normalize_toggle,
+                self.enlarged,
+                self.enlarged_info,
+            ]
+        )
+        top = W.HBox([left, right], layout=W.Layout(align_items="flex-start"))
+        paging = W.HBox([self.sort_toggle, self.page_slider, self.page_info])
+        super().__init__(
+            [
+                W.HBox([self.slider, self.caption]),
+                self.error,
+                self.message,
+                top,
+                paging,
+                self.grid,
+                self.grids,
+            ],
+        )
+        self.add_class("jv-layer-explorer")
+
+        self.slider.observe(self.error.guard(self._on_image), "value")
+        self.layer_select.observe(self.error.guard(self._on_layer), "value")
+        self.channel_slider.observe(self.error.guard(self._on_channel), "value")
+        self.normalize_toggle.observe(self.error.guard(self._on_settings), "value")
+        self.sort_toggle.observe(self.error.guard(self._on_settings), "value")
+        self.page_slider.observe(self.error.guard(self._on_page), "value")
+        self.error.guard(self._on_image)(None)
+
+    # ------------------------------------------------------------------ building
+
+    def _check_settings(
+        self,
+        probe: Any,
+        images: Any,
+        labels: Sequence[Any] | None,
+        layers: Sequence[str] | None,
+        normalize: str,
+        sort: str,
+    ) -> None:
+        """Check the constructor's arguments (nothing is computed or drawn yet)."""
+        self.probe = check_probe(probe)
+        self.images = check_images(images, self.probe)
+        self.labels = check_labels(labels, len(self.images))
+        check_choice(normalize, "normalize", ("channel", "layer"))
+        check_choice(sort, "sort", SORTS)
+        if layers is None:
+            self._layers: tuple[Layer, ...] = self.probe.layers
+        elif isinstance(layers, str) or not layers:
+            raise ValueError(f"layers must be a non-empty list of layer names, got {layers!r}")
+        else:
+            self._layers = tuple(
+                self.probe.layer(check_layer(self.probe, n, "layers")) for n in layers
+            )
+
+    def _make_controls(self, n: int, normalize: str, sort: str) -> None:
+        """The image slider, input and prediction, layer/channel pickers, paging and the
+        enlarged view."""
         # --- image slider and caption
         self.slider = W.IntSlider(
             value=0,
@@ -263,54 +330,6 @@ class LayerExplorer(StaticHTML, W.VBox):
         self.enlarged.add_class("jv-enlarged")
         self.enlarged_info = W.HTML()
         self.enlarged_info.add_class("jv-enlarged-info")
-
-        # --- the selected layer's page, one row per layer (or why there is none)
-        self.message = W.HTML(NO_LAYERS if not self._layers else "")
-        self.message.add_class("jv-layer-message")
-        self.grid = ChannelGrid()
-        self.grid.add_class("jv-main-grid")
-        self.grid.observe(self.error.guard(self._on_page_click), "selected")
-        self.grids = LayerGrids()
-        self.grids.expanded = (
-            [True] * len(self._layers) if self._small() else [False] * len(self._layers)
-        )
-        self.grids.observe(self.error.guard(self._on_click), "selected")
-        self.grids.observe(self.error.guard(self._on_open), "expanded")
-
-        left = W.VBox([self.input_image, self.prediction], layout=W.Layout(align_items="center"))
-        right = W.VBox(
-            [
-                self.layer_select,
-                self.channel_slider,
-                self.normalize_toggle,
-                self.enlarged,
-                self.enlarged_info,
-            ]
-        )
-        top = W.HBox([left, right], layout=W.Layout(align_items="flex-start"))
-        paging = W.HBox([self.sort_toggle, self.page_slider, self.page_info])
-        super().__init__(
-            [
-                W.HBox([self.slider, self.caption]),
-                self.error,
-                self.message,
-                top,
-                paging,
-                self.grid,
-                self.grids,
-            ],
-        )
-        self.add_class("jv-layer-explorer")
-
-        self.slider.observe(self.error.guard(self._on_image), "value")
-        self.layer_select.observe(self.error.guard(self._on_layer), "value")
-        self.channel_slider.observe(self.error.guard(self._on_channel), "value")
-        self.normalize_toggle.observe(self.error.guard(self._on_settings), "value")
-        self.sort_toggle.observe(self.error.guard(self._on_settings), "value")
-        self.page_slider.observe(self.error.guard(self._on_page), "value")
-        self.error.guard(self._on_image)(None)
-
-    # ------------------------------------------------------------------ building
 
     def _class_names(self) -> list[str] | None:
         names = self.probe.class_names

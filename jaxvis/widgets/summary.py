@@ -7,7 +7,7 @@ from typing import Any
 
 import ipywidgets as W
 
-from jaxvis.probe import Probe
+from jaxvis._protocols import ProbeLike
 from jaxvis.widgets._common import check_probe
 from jaxvis.widgets._export import StaticHTML
 
@@ -38,7 +38,7 @@ def _settings_text(row: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def summary_html(probe: Probe) -> str:
+def summary_html(probe: ProbeLike) -> str:
     """An HTML ``<table>`` of ``probe.summary()``: layer, kind, output shape, params, settings.
 
     Layers are indented by nesting depth; each counts its own parameters, so the column sums to
@@ -100,7 +100,7 @@ class ModelSummary(StaticHTML, W.HTML):
         jv.widgets.ModelSummary(jv.zoo.load("mnist_cnn").probe)
     """
 
-    def __init__(self, probe: Probe) -> None:
+    def __init__(self, probe: ProbeLike) -> None:
         self.probe = check_probe(probe)
         self.rows: list[dict[str, Any]] = self.probe.summary()
         self.total_params = self.probe.n_params

@@ -31,6 +31,7 @@ import ipywidgets as W
 import numpy as np
 
 from jaxvis import render
+from jaxvis._checks import check_choice, check_positive_int, check_range
 from jaxvis.training import Recording
 from jaxvis.widgets._common import fmt
 from jaxvis.widgets._errors import ErrorBox
@@ -108,98 +109,27 @@ class TrainingReplay(StaticHTML, W.VBox):
         prefix: str = "training",
         prerender: bool | None = None,
     ) -> None:
-        self.recording = rec = _check_recording(recording)
-        self.layers = self._check_layers(layers)
-        if cmap not in render.CMAPS:
-            raise ValueError(f"cmap must be one of {render.CMAPS}, got {cmap!r}")
-        self.cmap = cmap
-        if weights is not None and weights not in rec.histograms:
-            raise ValueError(f"weights must be one of {list(rec.histograms)}, got {weights!r}")
-        if value_range is None and rec.meta.get("value_range"):
-            value_range = tuple(rec.meta["value_range"])
-        if value_range is not None:
-            lo, hi = (float(v) for v in value_range)
-            if not lo < hi:
-                raise ValueError(f"value_range must be (lo, hi) with lo < hi, got {value_range}")
-            value_range = (lo, hi)
-        self.value_ranges = {name: value_range or self._symmetric(name) for name in self.layers}
-        sides = [max(rec.activations[n].shape[2:4]) for n in self.layers]
-        if tile_px is None:
-            tile_px = min(MAX_MAP_PX, max([28, *sides]))
-        if isinstance(tile_px, bool) or not isinstance(tile_px, int) or tile_px < 1:
-            raise ValueError(f"tile_px must be a positive int, got {tile_px!r}")
-        self.tile_px = tile_px
+        self.recording = _check_recording(recording)
+        self._check_settings(layers, weights, value_range, cmap, tile_px)
         self.out_dir = Path(out_dir)
         self.prefix = str(prefix)
         self.error = ErrorBox()
-
         self._inputs: dict[int, np.ndarray] = {}
         #: ``{layer: [PNG bytes or None (not rendered yet)] per step}``
-        self.pngs: dict[str, list[bytes | None]] = {n: [None] * len(rec) for n in self.layers}
+        self.pngs: dict[str, list[bytes | None]] = {
+            n: [None] * len(self.recording) for n in self.layers
+        }
         if prerender is None:
-            prerender = len(rec) * len(self.layers) <= PRERENDER_LIMIT
+            prerender = len(self.recording) * len(self.layers) <= PRERENDER_LIMIT
         if prerender:
             for name in self.layers:
-                for i in range(len(rec)):
+                for i in range(len(self.recording)):
                     self.png(i, name)
-
-        n = len(rec)
-        self.play = W.Play(value=0, min=0, max=n - 1, step=1, interval=int(interval))
-        self.play.add_class("jv-tr-play")
-        self.slider = W.IntSlider(
-            0, min=0, max=n - 1, description="step", readout=False, continuous_update=True
-        )
-        self.slider.add_class("jv-tr-slider")
-        self.link = W.jslink((self.play, "value"), (self.slider, "value"))
-        self.readout = W.HTML()
-        self.readout.add_class("jv-tr-readout")
-
-        self.images: dict[str, W.Image] = {}
-        boxes = []
-        for name in self.layers:
-            img = W.Image(value=self.png(0, name), format="png")
-            img.add_class("jv-tr-frame")
-            img.add_class(f"jv-tr-frame-{_css(name)}")
-            self.images[name] = img
-            shape = "×".join(map(str, rec.activations[name].shape[2:]))
-            kind = rec.meta.get("layer_kinds", {}).get(name, "")
-            title = W.HTML(f"<b>{name}</b> <span style='color:#666'>{kind} {shape}</span>")
-            boxes.append(W.VBox([title, img], layout=W.Layout(margin="0 12px 8px 0")))
-        self.grids = W.Box(
-            boxes, layout=W.Layout(display="flex", flex_flow="row wrap", align_items="flex-start")
-        )
-        self.grids.add_class("jv-tr-grids")
-
+        controls = self._make_controls(int(interval))
+        self.grids = self._make_frames()
         self.curves = self._make_curves()
-        self.weight_select = W.Dropdown(
-            options=list(rec.histograms),
-            value=weights or self._first_kernel(),
-            description="weights",
-            layout=W.Layout(width="320px", display="" if rec.histograms else "none"),
-        )
-        self.weight_select.add_class("jv-tr-weights")
-        self.histogram, self.hist_bars = self._make_histogram()
-        self.distribution, self.dist_marks = self._make_distribution()
-
-        self.gif_layer = W.Dropdown(options=list(self.layers), description="GIF of")
-        self.gif_button = W.Button(
-            description="Export GIF", icon="film", tooltip="an animated GIF of the chosen layer"
-        )
-        self.gif_button.add_class("jv-tr-export-gif")
-        self.png_button = W.Button(
-            description="Export PNG",
-            icon="image",
-            tooltip="a PNG of every shown layer at the current step",
-        )
-        self.png_button.add_class("jv-tr-export-png")
-        self.status = W.HTML()
-        self.status.add_class("jv-tr-status")
-
-        controls = W.HBox([self.play, self.slider, self.readout])
-        weights_row = W.HBox(
-            [self.histogram, self.distribution], layout=W.Layout(align_items="flex-start")
-        )
-        exports = W.HBox([self.gif_layer, self.gif_button, self.png_button])
+        weights_row = self._make_weight_views(weights)
+        exports = self._make_exports()
         super().__init__(
             [
                 controls,
@@ -213,9 +143,6 @@ class TrainingReplay(StaticHTML, W.VBox):
             ]
         )
         self.add_class("jv-training-replay")
-        if not rec.histograms:
-            weights_row.layout.display = "none"
-
         self.slider.observe(self.error.guard(self._on_step), "value")
         self.weight_select.observe(self.error.guard(self._on_weights), "value")
         self.gif_button.on_click(self.error.guard(lambda _: self.export_gif()))
@@ -224,6 +151,98 @@ class TrainingReplay(StaticHTML, W.VBox):
         self._on_step(None)
 
     # ------------------------------------------------------------------ setup helpers
+
+    def _check_settings(
+        self,
+        layers: Sequence[str] | None,
+        weights: str | None,
+        value_range: tuple[float, float] | None,
+        cmap: str,
+        tile_px: int | None,
+    ) -> None:
+        """Check the constructor's settings against the recording (nothing is drawn yet)."""
+        rec = self.recording
+        self.layers = self._check_layers(layers)
+        self.cmap = check_choice(cmap, "cmap", render.CMAPS)
+        if weights is not None:
+            check_choice(weights, "weights", list(rec.histograms))
+        if value_range is None and rec.meta.get("value_range"):
+            value_range = tuple(rec.meta["value_range"])
+        if value_range is not None:
+            value_range = check_range(value_range, "value_range")
+        self.value_ranges = {name: value_range or self._symmetric(name) for name in self.layers}
+        if tile_px is None:
+            sides = [max(rec.activations[n].shape[2:4]) for n in self.layers]
+            tile_px = min(MAX_MAP_PX, max([28, *sides]))
+        self.tile_px = check_positive_int(tile_px, "tile_px")
+
+    def _make_controls(self, interval: int) -> W.HBox:
+        """Play, the step slider (linked in the browser) and the step readout."""
+        n = len(self.recording)
+        self.play = W.Play(value=0, min=0, max=n - 1, step=1, interval=interval)
+        self.play.add_class("jv-tr-play")
+        self.slider = W.IntSlider(
+            0, min=0, max=n - 1, description="step", readout=False, continuous_update=True
+        )
+        self.slider.add_class("jv-tr-slider")
+        self.link = W.jslink((self.play, "value"), (self.slider, "value"))
+        self.readout = W.HTML()
+        self.readout.add_class("jv-tr-readout")
+        return W.HBox([self.play, self.slider, self.readout])
+
+    def _make_frames(self) -> W.Box:
+        """One titled image per shown layer, showing step 0."""
+        rec = self.recording
+        self.images: dict[str, W.Image] = {}
+        boxes = []
+        for name in self.layers:
+            img = W.Image(value=self.png(0, name), format="png")
+            img.add_class("jv-tr-frame")
+            img.add_class(f"jv-tr-frame-{_css(name)}")
+            self.images[name] = img
+            shape = "×".join(map(str, rec.activations[name].shape[2:]))
+            kind = rec.meta.get("layer_kinds", {}).get(name, "")
+            title = W.HTML(f"<b>{name}</b> <span style='color:#666'>{kind} {shape}</span>")
+            boxes.append(W.VBox([title, img], layout=W.Layout(margin="0 12px 8px 0")))
+        grids = W.Box(
+            boxes, layout=W.Layout(display="flex", flex_flow="row wrap", align_items="flex-start")
+        )
+        grids.add_class("jv-tr-grids")
+        return grids
+
+    def _make_weight_views(self, weights: str | None) -> W.HBox:
+        """The weight picker, its histogram and its distribution over the run."""
+        rec = self.recording
+        self.weight_select = W.Dropdown(
+            options=list(rec.histograms),
+            value=weights or self._first_kernel(),
+            description="weights",
+            layout=W.Layout(width="320px", display="" if rec.histograms else "none"),
+        )
+        self.weight_select.add_class("jv-tr-weights")
+        self.histogram, self.hist_bars = self._make_histogram()
+        self.distribution, self.dist_marks = self._make_distribution()
+        row = W.HBox([self.histogram, self.distribution], layout=W.Layout(align_items="flex-start"))
+        if not rec.histograms:
+            row.layout.display = "none"
+        return row
+
+    def _make_exports(self) -> W.HBox:
+        """The GIF and PNG export buttons (and the status line they write to)."""
+        self.gif_layer = W.Dropdown(options=list(self.layers), description="GIF of")
+        self.gif_button = W.Button(
+            description="Export GIF", icon="film", tooltip="an animated GIF of the chosen layer"
+        )
+        self.gif_button.add_class("jv-tr-export-gif")
+        self.png_button = W.Button(
+            description="Export PNG",
+            icon="image",
+            tooltip="a PNG of every shown layer at the current step",
+        )
+        self.png_button.add_class("jv-tr-export-png")
+        self.status = W.HTML()
+        self.status.add_class("jv-tr-status")
+        return W.HBox([self.gif_layer, self.gif_button, self.png_button])
 
     def _check_layers(self, layers: Sequence[str] | None) -> list[str]:
         known = list(self.recording.layers)

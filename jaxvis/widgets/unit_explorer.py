@@ -25,10 +25,11 @@ import numpy as np
 
 from jaxvis import dataset as ds
 from jaxvis import optvis, render
+from jaxvis._checks import check_choice, check_int, check_positive_int
+from jaxvis._protocols import ProbeLike
 from jaxvis.layout import default_spatial_layer, prefix_view, spatial_view, unit_layers
 from jaxvis.optvis import objectives
-from jaxvis.probe import Probe
-from jaxvis.widgets._common import check_probe, fmt, image_png, layer_title
+from jaxvis.widgets._common import check_probe, fmt, image_png, input_slider, layer_title
 from jaxvis.widgets._errors import ErrorBox
 from jaxvis.widgets._export import StaticHTML
 from jaxvis.widgets.feature_vis import preview_image
@@ -66,7 +67,7 @@ class UnitExplorer(StaticHTML, W.VBox):
 
     def __init__(
         self,
-        probe: Probe,
+        probe: ProbeLike,
         dataset: Any,
         *,
         layer: str | None = None,
@@ -77,11 +78,9 @@ class UnitExplorer(StaticHTML, W.VBox):
     ) -> None:
         self.probe = check_probe(probe)
         self.dataset = _check_dataset(dataset, self.probe)
-        if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
-            raise ValueError(f"k must be a positive integer, got {k!r}")
-        if isinstance(fv_steps, bool) or not isinstance(fv_steps, int) or fv_steps < 0:
-            raise ValueError(f"fv_steps must be an integer >= 0, got {fv_steps!r}")
-        self.k, self.fv_steps, self.batch_size = k, fv_steps, batch_size
+        self.k = check_positive_int(k, "k")
+        self.fv_steps = check_int(fv_steps, "fv_steps", minimum=0)
+        self.batch_size = check_positive_int(batch_size, "batch_size")
         units = set(unit_layers(self.probe))
         self.layers = [ly for ly in self.probe.layers if ly.name in units]
         if not self.layers:
@@ -96,8 +95,7 @@ class UnitExplorer(StaticHTML, W.VBox):
             raise ValueError(
                 f"layer {start!r} has outputs {info.shape}: need (H, W, C), (C,) or (T, D) tokens"
             )
-        if not 0 <= channel < n_channels:
-            raise ValueError(f"channel must be in [0, {n_channels - 1}], got {channel}")
+        check_int(channel, "channel", minimum=0, maximum=n_channels - 1)
         self._topk: dict[str, ds.TopK] = {}
         self._fv: dict[tuple[str, int], np.ndarray] = {}
         self.timings: dict[str, float] = {}
@@ -120,15 +118,7 @@ class UnitExplorer(StaticHTML, W.VBox):
             layout=W.Layout(width="340px"),
         )
         self.channel_slider.add_class("jv-ue-channel")
-        self.image_slider = W.IntSlider(
-            value=0,
-            min=0,
-            max=len(self.dataset) - 1,
-            description="input",
-            continuous_update=False,
-            layout=W.Layout(width="340px"),
-        )
-        self.image_slider.add_class("jv-ue-image")
+        self.image_slider = input_slider(len(self.dataset), "jv-ue-image", "340px")
         self.status = W.HTML()
         self.status.add_class("jv-ue-status")
 
@@ -194,7 +184,15 @@ class UnitExplorer(StaticHTML, W.VBox):
     # ------------------------------------------------------------------ display
 
     def show(self, layer: str | None = None, channel: int | None = None) -> None:
-        """Show ``layer``/``channel`` (default: the current ones); errors appear in place."""
+        """Show ``layer``/``channel`` (default: the current ones); errors appear in place.
+
+        An unknown layer or a channel out of range raises (as in the constructor): the
+        channel slider would otherwise clamp it silently."""
+        if layer is not None:
+            check_choice(layer, "layer", [ly.name for ly in self.layers])
+        if channel is not None:
+            n = self._channels(layer if layer is not None else self.layer_select.value)
+            check_int(channel, "channel", minimum=0, maximum=n - 1)
         if layer is not None or channel is not None:
             self._syncing = True
             try:
@@ -341,7 +339,7 @@ class UnitExplorer(StaticHTML, W.VBox):
         return wrapper
 
 
-def _check_dataset(dataset: Any, probe: Probe) -> np.ndarray:
+def _check_dataset(dataset: Any, probe: ProbeLike) -> np.ndarray:
     """``dataset`` as float32 ``(N, H, W, C)``, checked on the host (it may be large)."""
     if getattr(dataset, "ndim", 4) == 4 and len(dataset):
         probe.check_input(dataset[:1], "dataset")  # type, dtype, image shape: one image

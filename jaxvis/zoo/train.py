@@ -21,16 +21,25 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
 
 from jaxvis.zoo.data import ZooData
+from jaxvis.zoo.evaluate import accuracy, predict
 from jaxvis.zoo.load import NAMES, build, load_data, weights_path
 from jaxvis.zoo.weights import save_weights
 
-__all__ = ["CONFIGS", "TrainConfig", "accuracy", "fit", "main", "make_train_step", "train"]
+__all__ = [
+    "CONFIGS",
+    "TrainConfig",
+    "accuracy",
+    "fit",
+    "main",
+    "make_train_step",
+    "predict",
+    "train",
+]
 
 
 @dataclass(frozen=True)
@@ -105,30 +114,6 @@ def make_train_step(
         return optax.apply_updates(params, updates), opt_state, loss
 
     return step
-
-
-def predict(model: nnx.Module, x: np.ndarray, batch_size: int = 500) -> np.ndarray:
-    """Predicted classes of ``x``, computed in jitted batches of ``batch_size``."""
-    graphdef, params = nnx.split(model)
-    forward = _forward(graphdef)
-    out = []
-    for i in range(0, len(x), batch_size):
-        out.append(np.asarray(jnp.argmax(forward(params, jnp.asarray(x[i : i + batch_size])), -1)))
-    return np.concatenate(out) if out else np.zeros((0,), np.int32)
-
-
-_FORWARDS: dict[Any, Callable] = {}
-
-
-def _forward(graphdef: Any) -> Callable:
-    if graphdef not in _FORWARDS:
-        _FORWARDS[graphdef] = jax.jit(lambda params, x: nnx.merge(graphdef, params)(x))
-    return _FORWARDS[graphdef]
-
-
-def accuracy(model: nnx.Module, x: np.ndarray, y: np.ndarray) -> float:
-    """Fraction of ``x`` that ``model`` classifies as ``y``."""
-    return float(np.mean(predict(model, x) == np.asarray(y)))
 
 
 def augment(

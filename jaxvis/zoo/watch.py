@@ -26,6 +26,7 @@ import numpy as np
 import optax
 from flax import nnx
 
+from jaxvis._checks import check_positive_int
 from jaxvis.training import Recorder, Recording
 from jaxvis.zoo.load import build, load_data
 from jaxvis.zoo.train import CONFIGS, accuracy, augment, cross_entropy, make_optimizer
@@ -57,12 +58,6 @@ def _make_step(graphdef: Any, tx: optax.GradientTransformation) -> Callable:
         return optax.apply_updates(params, updates), opt_state, loss, acc
 
     return step
-
-
-def _positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return int(value)
 
 
 def train_with_recording(
@@ -98,11 +93,11 @@ def train_with_recording(
         model, rec = train_with_recording("mnist_cnn", epochs=1, max_steps=20, log=None)
         rec.activations["act1"].shape       # (21, 10, 28, 28, 4)
     """
-    epochs = _positive_int(epochs, "epochs")
-    batch_size = _positive_int(batch_size, "batch_size")
-    every = _positive_int(every, "every")
+    epochs = check_positive_int(epochs, "epochs")
+    batch_size = check_positive_int(batch_size, "batch_size")
+    every = check_positive_int(every, "every")
     if max_steps is not None:
-        max_steps = _positive_int(max_steps, "max_steps")
+        max_steps = check_positive_int(max_steps, "max_steps")
     data = load_data(name)
     config = replace(CONFIGS[name], epochs=epochs, batch_size=batch_size, seed=seed)
     if learning_rate is not None:

@@ -21,7 +21,7 @@ import jax
 import numpy as np
 from flax import nnx
 
-from jaxvis.zoo._io import atomic_savez
+from jaxvis._files import atomic_savez
 
 __all__ = ["META_KEY", "WEIGHTS_DIR", "flat_state", "load_weights", "read_meta", "save_weights"]
 

@@ -37,6 +37,11 @@ def _conv(features: int, kernel: int, stride: int, name: str) -> nn.Conv:
     )
 
 
+def _batch_norm(train: bool, momentum: float) -> partial:
+    """A BatchNorm factory: batch statistics in training, running averages otherwise."""
+    return partial(nn.BatchNorm, use_running_average=not train, momentum=momentum, epsilon=1e-5)
+
+
 class BasicBlock(nn.Module):
     """Two 3x3 convolutions and a shortcut (ResNet-18/34); output channels ``features``."""
 
@@ -46,9 +51,7 @@ class BasicBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-        norm = partial(
-            nn.BatchNorm, use_running_average=not train, momentum=self.bn_momentum, epsilon=1e-5
-        )
+        norm = _batch_norm(train, self.bn_momentum)
         y = _conv(self.features, 3, self.stride, "conv1")(x)
         y = nn.relu(norm(name="bn1")(y))
         y = _conv(self.features, 3, 1, "conv2")(y)
@@ -65,9 +68,7 @@ class Bottleneck(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-        norm = partial(
-            nn.BatchNorm, use_running_average=not train, momentum=self.bn_momentum, epsilon=1e-5
-        )
+        norm = _batch_norm(train, self.bn_momentum)
         y = _conv(self.features, 1, 1, "conv1")(x)
         y = nn.relu(norm(name="bn1")(y))
         y = _conv(self.features, 3, self.stride, "conv2")(y)
