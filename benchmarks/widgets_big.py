@@ -93,7 +93,7 @@ def widget_run(model: str, widget: str) -> dict[str, Any]:
         sent["per move"] = ex.last_timing["bytes"]
     elif widget == "FeatureVis":
         layer = EXPLORER_LAYERS[model][1]
-        fv = jv.widgets.FeatureVis(probe, layer=layer, channel=70, steps=4, preview_every=2)
+        fv = jv.widgets.FeatureVis(probe, layer=layer, channel=70, steps=8, preview_every=4)
         fv.run(wait=True)
         assert not fv.error.error, fv.error.error
         sent["per preview"] = float(len(fv.preview.value))

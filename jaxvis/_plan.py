@@ -144,7 +144,7 @@ def estimate(probe: Any, example_shape: tuple[int, ...]) -> Cost:
         try:
             from jaxvis.attribution import _checks
 
-            _checks._OUTPUT_SHAPES.setdefault(probe, {})[(shape, None)] = tuple(out.shape[1:])
+            _checks.OUTPUT_SHAPES.entries(probe)[(shape, None)] = tuple(out.shape[1:])
         except (ImportError, AttributeError):  # pragma: no cover - layering changed
             pass
     return table[shape]

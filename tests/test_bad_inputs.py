@@ -702,8 +702,6 @@ CASES: list[tuple[str, Callable[[Ctx], Any], type[Exception], str]] = [
 NEEDS_FIX = "needs fix in attribution/optvis after merge"
 XFAIL: set[str] = {
     "optvis-wrong-size",  # compiles 17 programs before the probe reports the misfit
-    "attr-alphas",  # interior_gradients accepts alphas outside [0, 1]
-    "w-feature-vis-steps",  # FeatureVis(steps=0) is accepted
     "w-attribution-steps",  # AttributionExplorer(steps=0) is accepted
 }
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -11,27 +10,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxvis._checks import check_images, check_layer, check_positive_int
+from jaxvis._per_probe import PerProbe
 from jaxvis.attribution.targets import Channel, Direction, Region, Unit
 
-_OUTPUT_SHAPES: weakref.WeakKeyDictionary[Any, dict[Any, Any]] = weakref.WeakKeyDictionary()
+__all__ = ["check_images", "check_layer", "check_positive_int"]  # shared checks, re-exported
 
-
-def check_images(probe: Any, x: Any, name: str = "x") -> jax.Array | np.ndarray:
-    """``x`` as a float32 (N, H, W, C) array, validated by ``probe.check_input``.
-
-    A numpy batch stays a numpy array: jitted kernels take it as it is, which at batch 1 saves
-    a tenth of a millisecond per call against converting it with ``jnp.asarray`` first."""
-    checked = probe.check_input(x, name)
-    if isinstance(checked, jax.Array):
-        return checked.astype(jnp.float32)
-    return np.asarray(checked, np.float32)
+#: Output (or layer) shape per probe and (example shape, layer); filled by eval_shape.
+OUTPUT_SHAPES: PerProbe[tuple[int, ...]] = PerProbe()
+_ACTIVATION_FLOATS: PerProbe[int] = PerProbe()
 
 
 def output_shape(probe: Any, example_shape: tuple[int, ...], layer: str | None) -> tuple[int, ...]:
     """Shape (without batch) of the model output, or of ``layer``'s activation; traced once."""
-    cache = _OUTPUT_SHAPES.setdefault(probe, {})
-    key = (tuple(example_shape), layer)
-    if key not in cache:
+
+    def make() -> tuple[int, ...]:
         spec = jax.ShapeDtypeStruct((1, *example_shape), jnp.float32)
         if layer is None:
             out = jax.eval_shape(lambda p, x: probe.apply(p, x, (), False)[0], probe.params, spec)
@@ -39,15 +32,9 @@ def output_shape(probe: Any, example_shape: tuple[int, ...], layer: str | None) 
             out = jax.eval_shape(
                 lambda p, x: probe.apply(p, x, [layer])[1][layer], probe.params, spec
             )
-        cache[key] = tuple(out.shape[1:])
-    return cache[key]
+        return tuple(out.shape[1:])
 
-
-def check_layer(probe: Any, layer: Any) -> str:
-    if not isinstance(layer, str):
-        raise TypeError(f"layer must be a layer name (str), got {type(layer).__name__}")
-    probe.layer(layer)  # raises ValueError with close names
-    return layer
+    return OUTPUT_SHAPES.get(probe, (tuple(example_shape), layer), make)
 
 
 @dataclass(frozen=True)
@@ -321,18 +308,6 @@ def pick(out: jax.Array, target: Target, index: jax.Array) -> jax.Array:
     return jnp.take_along_axis(out.reshape(out.shape[0], -1), index[:, None], -1)[:, 0]
 
 
-def check_positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise TypeError(f"{name} must be a positive int, got {value!r}")
-    if int(value) <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value}")
-    return int(value)
-
-
-def check_batch_size(batch_size: Any) -> int | None:
-    return None if batch_size is None else check_positive_int(batch_size, "batch_size")
-
-
 def auto_batch_size(probe: Any, total: int, budget: int = 1 << 20) -> int:
     """Points per model call: about ``budget`` activation floats, a power of two in 8..256.
 
@@ -345,16 +320,11 @@ def auto_batch_size(probe: Any, total: int, budget: int = 1 << 20) -> int:
     return max(1, min(size, total))
 
 
-_ACTIVATION_FLOATS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
 def _activation_floats(probe: Any) -> int:
     """Floats of all of one example's layer outputs (0 while the layers cannot be listed)."""
-    if probe in _ACTIVATION_FLOATS:
-        return _ACTIVATION_FLOATS[probe]
     try:
-        count = sum(int(np.prod(layer.shape)) for layer in probe.layers)
+        return _ACTIVATION_FLOATS.get(
+            probe, None, lambda: sum(int(np.prod(layer.shape)) for layer in probe.layers)
+        )
     except (ValueError, TypeError):
         return 0
-    _ACTIVATION_FLOATS[probe] = count
-    return count

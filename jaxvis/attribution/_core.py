@@ -27,7 +27,6 @@ from __future__ import annotations
 import collections
 import functools
 import threading
-import weakref
 from collections.abc import Callable, Hashable
 from typing import Any, NamedTuple
 
@@ -35,12 +34,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxvis._per_probe import PerProbe
 from jaxvis._plan import Plan
 from jaxvis._rng import fast_draws
 from jaxvis._xla import jit
 from jaxvis.fast_conv import fast_convolutions
 
-_CACHE: weakref.WeakKeyDictionary[Any, dict[Hashable, Any]] = weakref.WeakKeyDictionary()
+_CACHE: PerProbe[Any] = PerProbe()
 _TRACES: collections.Counter[str] = collections.Counter()
 
 Score = Callable[[Any, jax.Array, jax.Array], jax.Array]
@@ -75,8 +75,8 @@ def cached_jit(
     :func:`jaxvis._rng.fast_draws`, which compiles them quickly but costs ~0.2 ms per call.
     ``convolutions=False`` keeps XLA's own convolution gradients (only pooling changes): the
     custom VJP matters inside loops only, and a program without it compiles faster."""
-    table = _CACHE.setdefault(probe, {})
-    if key not in table:
+
+    def make() -> Callable:
         fn = build()
 
         @functools.wraps(fn)
@@ -85,8 +85,9 @@ def cached_jit(
                 return fn(*args, **kwargs)
 
         compiled = jit(traced, **jit_kwargs)
-        table[key] = fast_draws(compiled) if draws else compiled
-    return table[key]
+        return fast_draws(compiled) if draws else compiled
+
+    return _CACHE.get(probe, key, make)
 
 
 class Points(NamedTuple):
@@ -215,7 +216,7 @@ def compiled_sums(
     step = cached_jit(probe, (key, plan, "chunk"), make_chunk, draws, False, donate_argnums=(1,))
     last = cached_jit(probe, (key, plan, "finish"), make_finish, False, False)
     # per probe and key (this function runs on every call): argument shapes seen
-    shapes = _CACHE.setdefault(probe, {}).setdefault((key, plan, "shapes"), {})
+    shapes = _CACHE.get(probe, (key, plan, "shapes"), dict)
 
     def run(params: Any, *args: Any, total: int | None = None) -> Any:
         leaves, tree = jax.tree_util.tree_flatten(args)

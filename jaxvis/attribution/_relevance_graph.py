@@ -28,7 +28,6 @@ Example::
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +36,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.extend.core import Literal
+
+from jaxvis._per_probe import PerProbe
 
 __all__ = ["Graph", "LayerGroup", "evaluate", "relevance_graph"]
 
@@ -151,18 +152,15 @@ class Graph:
         return [g for g in sorted(self.layers.values(), key=lambda g: g.linear) if g.kind != "pool"]
 
 
-_GRAPHS: weakref.WeakKeyDictionary[Any, dict[Any, Graph]] = weakref.WeakKeyDictionary()
+_GRAPHS: PerProbe[Graph] = PerProbe()
 
 
 def relevance_graph(probe: Any, shape: tuple[int, ...], method: str) -> Graph:
     """The :class:`Graph` of ``probe``'s forward pass on a float32 batch of ``shape`` (cached);
     a ``ValueError`` naming the layer when an equation has no relevance rule (``method`` is
     the caller's name, for the message)."""
-    table = _GRAPHS.setdefault(probe, {})
     key = tuple(int(d) for d in shape)
-    if key not in table:
-        table[key] = _build(probe, key, method)
-    return table[key]
+    return _GRAPHS.get(probe, key, lambda: _build(probe, key, method))
 
 
 def _build(probe: Any, shape: tuple[int, ...], method: str) -> Graph:

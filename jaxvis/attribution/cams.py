@@ -28,6 +28,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from jaxvis._checks import check_optional_positive_int
 from jaxvis.attribution import _checks
 from jaxvis.attribution._core import cached_jit, count_trace
 from jaxvis.attribution._edit import edited_apply
@@ -220,7 +221,7 @@ def score_cam(
     """
     x = _checks.check_images(probe, x)
     layer, layout = cam_layer(probe, layer, "score_cam")
-    batch_size = _checks.check_batch_size(batch_size)
+    batch_size = check_optional_positive_int(batch_size, "batch_size")
     if isinstance(baseline, list):
         raise ValueError("score_cam takes one baseline, not a list")
     tgt = _checks.resolve_target(probe, x, target)

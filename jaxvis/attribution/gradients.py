@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxvis import _plan
+from jaxvis._checks import check_optional_positive_int
 from jaxvis.attribution import _checks
 from jaxvis.attribution._core import Points, compiled_sums
 from jaxvis.attribution._edit import edited_apply
@@ -43,7 +44,7 @@ def _gradient(
     guided: tuple[str, ...] = (),
 ) -> tuple[jax.Array, _checks.Target, jax.Array]:
     x = _checks.check_images(probe, x)
-    batch_size = _checks.check_batch_size(batch_size)
+    batch_size = check_optional_positive_int(batch_size, "batch_size")
     _plan.estimate(probe, x.shape[1:])  # the model's cost; records its output shape
     tgt = _checks.resolve_target(probe, x, target, layer)
     n = x.shape[0]
@@ -219,7 +220,7 @@ def smoothgrad(
     if not np.isfinite(noise) or noise < 0:
         raise ValueError(f"noise must be a finite number >= 0, got {noise}")
     samples = _checks.check_positive_int(samples, "samples")
-    batch_size = _checks.check_batch_size(batch_size)
+    batch_size = check_optional_positive_int(batch_size, "batch_size")
     _plan.estimate(probe, x.shape[1:])
     tgt = _checks.resolve_target(probe, x, target, layer)
     n = x.shape[0]

@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxvis._checks import check_optional_positive_int
 from jaxvis.attribution import _checks
 from jaxvis.attribution._core import cached_jit, count_trace
 from jaxvis.attribution.baselines import describe, make_baselines
@@ -114,7 +115,7 @@ def blur_ig(
     steps = _checks.check_positive_int(steps, "steps")
     max_sigma = check_number(max_sigma, "max_sigma", 0.0)
     grad_step = check_number(grad_step, "grad_step", 0.0)
-    batch_size = _checks.check_batch_size(batch_size)
+    batch_size = check_optional_positive_int(batch_size, "batch_size")
     tgt = _checks.resolve_target(probe, x, target)
     n = x.shape[0]
     if batch_size is None:

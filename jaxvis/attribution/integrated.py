@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxvis import _plan
+from jaxvis._checks import check_optional_positive_int
 from jaxvis.attribution import _checks
 from jaxvis.attribution._core import Points, compiled_sums
 from jaxvis.attribution.baselines import describe, make_baselines
@@ -75,7 +76,7 @@ def integrated_gradients(
     """
     x = _checks.check_images(probe, x)
     method, steps = check_method(method, steps)
-    batch_size = _checks.check_batch_size(batch_size)
+    batch_size = check_optional_positive_int(batch_size, "batch_size")
     _plan.estimate(probe, x.shape[1:])  # the model's cost; records its output shape
     tgt = _checks.resolve_target(probe, x, target, layer)
     base = make_baselines(probe, x, baseline, seed)
@@ -222,7 +223,13 @@ def interior_gradients(
         raise ValueError(
             f"alphas must be a non-empty 1-D sequence of finite numbers, got {alphas!r}"
         )
-    batch_size = _checks.check_batch_size(batch_size)
+    outside = arr[(arr < 0) | (arr > 1)]
+    if outside.size:
+        raise ValueError(
+            f"alphas must lie in [0, 1] (the fraction of the path from baseline to input); "
+            f"got {float(outside[0])} in {alphas!r}"
+        )
+    batch_size = check_optional_positive_int(batch_size, "batch_size")
     _plan.estimate(probe, x.shape[1:])
     tgt = _checks.resolve_target(probe, x, target, layer)
     if isinstance(baseline, list):

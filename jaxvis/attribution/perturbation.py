@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxvis._checks import check_optional_positive_int
 from jaxvis.attribution import _checks
 from jaxvis.attribution._core import cached_jit, count_trace
 from jaxvis.attribution._scores import Perturbed, perturbed_sums
@@ -480,7 +481,7 @@ def _one_baseline(probe: Any, x: Any, baseline: Any) -> np.ndarray:
 
 
 def _chunk(probe: Any, batch_size: Any, total: int) -> int:
-    batch_size = _checks.check_batch_size(batch_size)
+    batch_size = check_optional_positive_int(batch_size, "batch_size")
     return min(batch_size, total) if batch_size else _checks.auto_batch_size(probe, total)
 
 

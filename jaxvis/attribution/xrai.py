@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxvis import _plan
+from jaxvis._checks import check_optional_positive_int
 from jaxvis.attribution import _checks
 from jaxvis.attribution._core import cached_jit, compiled_sums, count_trace
 from jaxvis.attribution.baselines import describe, make_baselines
@@ -164,7 +165,7 @@ def xrai(
     """
     x = np.asarray(_checks.check_images(probe, x))
     steps = _checks.check_positive_int(steps, "steps")
-    batch_size = _checks.check_batch_size(batch_size)
+    batch_size = check_optional_positive_int(batch_size, "batch_size")
     min_pixel_diff = _checks.check_positive_int(min_pixel_diff, "min_pixel_diff")
     if isinstance(area_threshold, bool) or not isinstance(area_threshold, int | float):
         raise TypeError(f"area_threshold must be a number in (0, 1], got {area_threshold!r}")

@@ -37,6 +37,7 @@ import numpy as np
 
 from jaxvis import dataset as _dataset
 from jaxvis import optvis, render
+from jaxvis._checks import check_int
 from jaxvis.layout import default_spatial_layer, unit_layers
 from jaxvis.optvis import objectives as O
 from jaxvis.widgets._common import check_images, check_probe, empty_message
@@ -45,6 +46,9 @@ from jaxvis.widgets._export import StaticHTML
 from jaxvis.widgets.atlas import ActivationAtlas
 
 __all__ = ["FeatureVis", "preview_image"]
+
+#: The steps slider's minimum (and the smallest ``steps`` the widget accepts).
+MIN_STEPS = 8
 
 #: The longer side (px) a single preview image is upscaled to at least.
 PREVIEW_PX = 224
@@ -126,6 +130,7 @@ class FeatureVis(StaticHTML, W.VBox):
         self.probe = check_probe(probe)
         if probe.input_shape is None:
             raise ValueError("probe.input_shape is unknown: create the probe with input_shape")
+        steps = check_int(steps, "steps", minimum=MIN_STEPS)
         self.out_dir = Path(out_dir)
         self.result: optvis.RenderResult | None = None
         self.frames: list[np.ndarray] = []
@@ -195,7 +200,12 @@ class FeatureVis(StaticHTML, W.VBox):
             0.05, base=10, min=-3, max=0, description="lr", continuous_update=False
         )
         self.steps = W.IntSlider(
-            steps, min=8, max=max(1024, steps), step=8, description="steps", continuous_update=False
+            steps,
+            min=MIN_STEPS,
+            max=max(1024, steps),
+            step=8,
+            description="steps",
+            continuous_update=False,
         )
         self.steps.add_class("jv-fv-steps")
         self.seed = W.IntText(0, description="seed")
