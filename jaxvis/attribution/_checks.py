@@ -12,6 +12,7 @@ import numpy as np
 
 from jaxvis._checks import check_images, check_layer, check_positive_int
 from jaxvis._per_probe import PerProbe
+from jaxvis._protocols import ProbeLike
 from jaxvis.attribution.targets import Channel, Direction, Region, Unit
 
 __all__ = ["check_images", "check_layer", "check_positive_int"]  # shared checks, re-exported
@@ -21,7 +22,9 @@ OUTPUT_SHAPES: PerProbe[tuple[int, ...]] = PerProbe()
 _ACTIVATION_FLOATS: PerProbe[int] = PerProbe()
 
 
-def output_shape(probe: Any, example_shape: tuple[int, ...], layer: str | None) -> tuple[int, ...]:
+def output_shape(
+    probe: ProbeLike, example_shape: tuple[int, ...], layer: str | None
+) -> tuple[int, ...]:
     """Shape (without batch) of the model output, or of ``layer``'s activation; traced once."""
 
     def make() -> tuple[int, ...]:
@@ -66,7 +69,7 @@ class Target:
 _LAYER_TARGETS = (Channel, Unit, Direction)
 
 
-def resolve_target(probe: Any, x: Any, target: Any, layer: str | None = None) -> Target:
+def resolve_target(probe: ProbeLike, x: Any, target: Any, layer: str | None = None) -> Target:
     """Check ``target`` against the model (or ``layer``) and make its numbers traced arrays.
 
     ``target`` is a class index (int, or one per example), None for the predicted class, a
@@ -125,7 +128,7 @@ def _callable_target(fn: Callable, shape: tuple[int, ...], n: int, layer: str | 
 
 
 def _indices(
-    target: Any, n: int, size: int, what: str, probe: Any = None, where: str = ""
+    target: Any, n: int, size: int, what: str, probe: ProbeLike = None, where: str = ""
 ) -> np.ndarray:
     """``target`` as int32 ``(N,)``, each in ``0..size-1``."""
     arr = np.asarray(target)
@@ -194,7 +197,9 @@ def _direction_target(target: Direction, shape: tuple[int, ...], n: int) -> Targ
     )
 
 
-def _region_target(probe: Any, x: Any, target: Region, shape: tuple[int, ...], n: int) -> Target:
+def _region_target(
+    probe: ProbeLike, x: Any, target: Region, shape: tuple[int, ...], n: int
+) -> Target:
     if len(shape) < 3:
         raise ValueError(
             f"a Region target needs a spatial output (H', W', classes); the model's output "
@@ -253,12 +258,12 @@ def _is_numeric(value: Any) -> bool:
         return False
 
 
-def _name_hint(probe: Any) -> str:
+def _name_hint(probe: ProbeLike) -> str:
     names = getattr(probe, "class_names", None)
     return f" ({', '.join(names)})" if names else ""
 
 
-def score_fn(probe: Any, target: Target) -> Callable[[Any, jax.Array, jax.Array], jax.Array]:
+def score_fn(probe: ProbeLike, target: Target) -> Callable[[Any, jax.Array, jax.Array], jax.Array]:
     """``score(params, x, index) -> (B,)``: the per-example score being explained."""
 
     def from_output(params: Any, x: jax.Array) -> jax.Array:
@@ -308,7 +313,7 @@ def pick(out: jax.Array, target: Target, index: jax.Array) -> jax.Array:
     return jnp.take_along_axis(out.reshape(out.shape[0], -1), index[:, None], -1)[:, 0]
 
 
-def auto_batch_size(probe: Any, total: int, budget: int = 1 << 20) -> int:
+def auto_batch_size(probe: ProbeLike, total: int, budget: int = 1 << 20) -> int:
     """Points per model call: about ``budget`` activation floats, a power of two in 8..256.
 
     Measured on 2 CPU cores: IG with all interpolation points in one batch ran 3x slower than
@@ -320,7 +325,7 @@ def auto_batch_size(probe: Any, total: int, budget: int = 1 << 20) -> int:
     return max(1, min(size, total))
 
 
-def _activation_floats(probe: Any) -> int:
+def _activation_floats(probe: ProbeLike) -> int:
     """Floats of all of one example's layer outputs (0 while the layers cannot be listed)."""
     try:
         return _ACTIVATION_FLOATS.get(

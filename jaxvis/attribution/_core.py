@@ -36,6 +36,7 @@ import numpy as np
 
 from jaxvis._per_probe import PerProbe
 from jaxvis._plan import Plan
+from jaxvis._protocols import ProbeLike
 from jaxvis._rng import fast_draws
 from jaxvis._xla import jit
 from jaxvis.fast_conv import fast_convolutions
@@ -62,7 +63,7 @@ def count_trace(name: str) -> None:
 
 
 def cached_jit(
-    probe: Any,
+    probe: ProbeLike,
     key: Hashable,
     build: Callable[[], Callable],
     draws: bool = False,
@@ -163,7 +164,7 @@ def gradient_sums(score: Score, params: Any, pts: Points, plan: Plan) -> Sums:
 
 
 def compiled_sums(
-    probe: Any,
+    probe: ProbeLike,
     key: Hashable,
     name: str,
     build: Callable[[], tuple[Score, Callable[..., Points], Callable[..., Any]]],

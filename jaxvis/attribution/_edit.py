@@ -26,11 +26,13 @@ import jax.numpy as jnp
 import numpy as np
 from jax.extend.core import Literal
 
+from jaxvis._protocols import ProbeLike
+
 __all__ = ["edited_apply"]
 
 
 def edited_apply(
-    probe: Any,
+    probe: ProbeLike,
     params: Any,
     x: jax.Array,
     edits: Mapping[str, Callable[[jax.Array], jax.Array]],

@@ -38,6 +38,7 @@ import numpy as np
 from jax.extend.core import Literal
 
 from jaxvis._per_probe import PerProbe
+from jaxvis._protocols import ProbeLike
 
 __all__ = ["Graph", "LayerGroup", "evaluate", "relevance_graph"]
 
@@ -155,7 +156,7 @@ class Graph:
 _GRAPHS: PerProbe[Graph] = PerProbe()
 
 
-def relevance_graph(probe: Any, shape: tuple[int, ...], method: str) -> Graph:
+def relevance_graph(probe: ProbeLike, shape: tuple[int, ...], method: str) -> Graph:
     """The :class:`Graph` of ``probe``'s forward pass on a float32 batch of ``shape`` (cached);
     a ``ValueError`` naming the layer when an equation has no relevance rule (``method`` is
     the caller's name, for the message)."""
@@ -163,7 +164,7 @@ def relevance_graph(probe: Any, shape: tuple[int, ...], method: str) -> Graph:
     return _GRAPHS.get(probe, key, lambda: _build(probe, key, method))
 
 
-def _build(probe: Any, shape: tuple[int, ...], method: str) -> Graph:
+def _build(probe: ProbeLike, shape: tuple[int, ...], method: str) -> Graph:
     names = list(probe.layer_names)
 
     def forward(p: Any, x: jax.Array) -> tuple[Any, list[jax.Array]]:

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxvis._attention import KIND
+from jaxvis._protocols import ProbeLike
 from jaxvis.attribution import _checks
 from jaxvis.attribution._core import cached_jit, count_trace
 from jaxvis.attribution._edit import edited_apply
@@ -43,7 +44,7 @@ __all__ = [
 HEAD_FUSIONS = ("mean", "max", "min")
 
 
-def attention_layers(probe: Any) -> tuple[str, ...]:
+def attention_layers(probe: ProbeLike) -> tuple[str, ...]:
     """The names of the probe's attention layers, in call order (first block first).
 
     Example::
@@ -55,7 +56,7 @@ def attention_layers(probe: Any) -> tuple[str, ...]:
 
 @register("attention", "attention map", layer_map=True)
 def attention_map(
-    probe: Any,
+    probe: ProbeLike,
     x: Any,
     target: Any = None,
     *,
@@ -114,7 +115,7 @@ def attention_map(
 
 @register("attention", "attention rollout", layer_map=True)
 def attention_rollout(
-    probe: Any,
+    probe: ProbeLike,
     x: Any,
     target: Any = None,
     *,
@@ -177,7 +178,7 @@ def attention_rollout(
 
 @register("attention", "gradient rollout", layer_map=True)
 def gradient_rollout(
-    probe: Any,
+    probe: ProbeLike,
     x: Any,
     target: Any = None,
     *,
@@ -269,7 +270,7 @@ def _to_image(row: jax.Array, grid: TokenGrid, x_shape: tuple) -> tuple[jax.Arra
 # --------------------------------------------------------------------------- checks
 
 
-def _require_attention(probe: Any) -> tuple[str, ...]:
+def _require_attention(probe: ProbeLike) -> tuple[str, ...]:
     names = attention_layers(probe)
     if not names:
         raise ValueError(
@@ -280,7 +281,7 @@ def _require_attention(probe: Any) -> tuple[str, ...]:
     return names
 
 
-def _resolve_layer(probe: Any, names: tuple[str, ...], layer: Any) -> str:
+def _resolve_layer(probe: ProbeLike, names: tuple[str, ...], layer: Any) -> str:
     if isinstance(layer, bool) or not isinstance(layer, int | np.integer | str):
         raise TypeError(f"layer must be an attention layer name or a block index, got {layer!r}")
     if isinstance(layer, str):
@@ -297,7 +298,7 @@ def _resolve_layer(probe: Any, names: tuple[str, ...], layer: Any) -> str:
     return names[int(layer)]
 
 
-def _check_layers(probe: Any, layers: Sequence[str] | None) -> tuple[str, ...]:
+def _check_layers(probe: ProbeLike, layers: Sequence[str] | None) -> tuple[str, ...]:
     names = _require_attention(probe)
     if layers is None:
         chosen = names
@@ -317,7 +318,7 @@ def _check_layers(probe: Any, layers: Sequence[str] | None) -> tuple[str, ...]:
     return chosen
 
 
-def _grid(probe: Any, name: str) -> TokenGrid:
+def _grid(probe: ProbeLike, name: str) -> TokenGrid:
     grid = probe.layout(name).grid
     if grid is None:
         raise ValueError(

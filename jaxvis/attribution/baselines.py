@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxvis._protocols import ProbeLike
 from jaxvis._xla import jit
 
 __all__ = ["blur", "describe", "make_baselines"]
@@ -31,7 +32,9 @@ __all__ = ["blur", "describe", "make_baselines"]
 NAMED = ("black", "white", "zero", "uniform", "blur")
 
 
-def make_baselines(probe: Any, x: jax.Array, baseline: Any = "black", seed: int = 0) -> np.ndarray:
+def make_baselines(
+    probe: ProbeLike, x: jax.Array, baseline: Any = "black", seed: int = 0
+) -> np.ndarray:
     """All baselines for the batch ``x`` as one float32 array ``(K, N, H, W, C)``.
 
     Built on the host (constants with numpy), so nothing compiles outside jaxvis's own
@@ -53,7 +56,7 @@ def describe(baseline: Any) -> str:
     return f"array{tuple(np.shape(baseline))}"
 
 
-def _one(probe: Any, x: jax.Array, spec: Any, seed: int) -> jax.Array:
+def _one(probe: ProbeLike, x: jax.Array, spec: Any, seed: int) -> jax.Array:
     lo, hi = probe.input_low, probe.input_high  # (C,) or (1,), broadcast over NHWC
     if isinstance(spec, tuple):
         if len(spec) == 2 and spec[0] == "blur" and _is_number(spec[1]) and spec[1] > 0:

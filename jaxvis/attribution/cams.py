@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxvis._checks import check_optional_positive_int
+from jaxvis._protocols import ProbeLike
 from jaxvis.attribution import _checks
 from jaxvis.attribution._core import cached_jit, count_trace
 from jaxvis.attribution._edit import edited_apply
@@ -40,7 +41,7 @@ from jaxvis.layout import LayerLayout, default_spatial_layer, spatial_view
 __all__ = ["grad_cam_plus_plus", "layer_cam", "score_cam"]
 
 
-def cam_layer(probe: Any, layer: str | None, method: str) -> tuple[str, LayerLayout]:
+def cam_layer(probe: ProbeLike, layer: str | None, method: str) -> tuple[str, LayerLayout]:
     """``layer`` (default: :func:`default_spatial_layer` with gradients) and its layout, checked
     to have a spatial view; ValueErrors name the method and the layer."""
     if layer is None:
@@ -61,7 +62,7 @@ def cam_layer(probe: Any, layer: str | None, method: str) -> tuple[str, LayerLay
 
 
 def _grads_and_acts(
-    probe: Any,
+    probe: ProbeLike,
     params: Any,
     x: jax.Array,
     tgt: _checks.Target,
@@ -91,7 +92,7 @@ def _upsample(cam: jax.Array, x: jax.Array, use_relu: jax.Array) -> tuple[jax.Ar
 def _gradient_cam(
     name: str,
     combine: Any,
-    probe: Any,
+    probe: ProbeLike,
     x: Any,
     target: Any,
     layer: str | None,
@@ -140,7 +141,7 @@ def _layer_cam(grads: jax.Array, acts: jax.Array) -> jax.Array:
 
 @register("cam", "Grad-CAM++", layer_map=True)
 def grad_cam_plus_plus(
-    probe: Any,
+    probe: ProbeLike,
     x: Any,
     target: Any = None,
     *,
@@ -170,7 +171,7 @@ def grad_cam_plus_plus(
 
 @register("cam", "LayerCAM", layer_map=True)
 def layer_cam(
-    probe: Any,
+    probe: ProbeLike,
     x: Any,
     target: Any = None,
     *,
@@ -192,7 +193,7 @@ def layer_cam(
 
 @register("cam", "Score-CAM", layer_map=True)
 def score_cam(
-    probe: Any,
+    probe: ProbeLike,
     x: Any,
     target: Any = None,
     *,

@@ -26,6 +26,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from jaxvis._protocols import ProbeLike
 from jaxvis.attribution import _checks
 from jaxvis.attribution._core import cached_jit, count_trace
 from jaxvis.attribution._relevance_graph import (
@@ -48,7 +49,7 @@ MAX_POOL = ("gradient", "split")
 
 @register("relevance", "DeepLift (rescale)")
 def deeplift(
-    probe: Any,
+    probe: ProbeLike,
     x: Any,
     target: Any = None,
     *,

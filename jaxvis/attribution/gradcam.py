@@ -20,6 +20,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from jaxvis._protocols import ProbeLike
 from jaxvis.attribution import _checks
 from jaxvis.attribution._core import cached_jit, count_trace
 from jaxvis.attribution._edit import edited_apply
@@ -32,7 +33,7 @@ __all__ = ["grad_cam"]
 
 @register("cam", "Grad-CAM", layer_map=True)
 def grad_cam(
-    probe: Any,
+    probe: ProbeLike,
     x: Any,
     target: Any = None,
     *,

@@ -19,6 +19,7 @@ import numpy as np
 
 from jaxvis import _plan
 from jaxvis._checks import check_optional_positive_int
+from jaxvis._protocols import ProbeLike
 from jaxvis.attribution import _checks
 from jaxvis.attribution._core import Points, compiled_sums
 from jaxvis.attribution._edit import edited_apply
@@ -33,7 +34,7 @@ ACTIVATION_KINDS = ("activation", "relu", "elu", "gelu", "tanh", "sigmoid", "sil
 
 
 def _gradient(
-    probe: Any,
+    probe: ProbeLike,
     x: Any,
     target: Any,
     layer: str | None,
@@ -72,7 +73,7 @@ def _gradient(
 
 @register("gradient", "gradient (saliency)")
 def saliency(
-    probe: Any,
+    probe: ProbeLike,
     x: Any,
     target: Any = None,
     *,
@@ -96,7 +97,7 @@ def saliency(
 
 @register("gradient", "input x gradient")
 def input_x_gradient(
-    probe: Any,
+    probe: ProbeLike,
     x: Any,
     target: Any = None,
     *,
@@ -118,7 +119,7 @@ def input_x_gradient(
 
 @register("gradient", "guided backprop")
 def guided_backprop(
-    probe: Any,
+    probe: ProbeLike,
     x: Any,
     target: Any = None,
     *,
@@ -171,7 +172,7 @@ def _clip_bwd(_: None, g: jax.Array) -> tuple[jax.Array]:
 _clip_negative_grad.defvjp(_clip_fwd, _clip_bwd)
 
 
-def _guided_score(probe: Any, tgt: _checks.Target, layers: tuple[str, ...]) -> Any:
+def _guided_score(probe: ProbeLike, tgt: _checks.Target, layers: tuple[str, ...]) -> Any:
     edits = _checks.with_target_layer({name: _clip_negative_grad for name in layers}, tgt)
 
     def score(params: Any, x: jax.Array, index: jax.Array) -> jax.Array:
@@ -183,7 +184,7 @@ def _guided_score(probe: Any, tgt: _checks.Target, layers: tuple[str, ...]) -> A
 
 @register("gradient", "SmoothGrad")
 def smoothgrad(
-    probe: Any,
+    probe: ProbeLike,
     x: Any,
     target: Any = None,
     *,
@@ -276,7 +277,7 @@ def smoothgrad(
 
 
 def _result(
-    values: jax.Array, method: str, tgt: _checks.Target, settings: dict, probe: Any, x: Any
+    values: jax.Array, method: str, tgt: _checks.Target, settings: dict, probe: ProbeLike, x: Any
 ) -> Attribution:
     return Attribution(
         inputs=x,

@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxvis._checks import check_optional_positive_int
+from jaxvis._protocols import ProbeLike
 from jaxvis.attribution import _checks
 from jaxvis.attribution._core import cached_jit, count_trace
 from jaxvis.attribution.baselines import describe, make_baselines
@@ -86,7 +87,7 @@ def _blurred(x: jax.Array, sigma: jax.Array, radius: jax.Array, norm: jax.Array)
 
 @register("path", "Blur IG")
 def blur_ig(
-    probe: Any,
+    probe: ProbeLike,
     x: Any,
     target: Any = None,
     *,
@@ -182,7 +183,7 @@ def blur_ig(
 
 @register("path", "Guided IG")
 def guided_ig(
-    probe: Any,
+    probe: ProbeLike,
     x: Any,
     target: Any = None,
     *,

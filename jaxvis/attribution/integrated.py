@@ -21,6 +21,7 @@ import numpy as np
 
 from jaxvis import _plan
 from jaxvis._checks import check_optional_positive_int
+from jaxvis._protocols import ProbeLike
 from jaxvis.attribution import _checks
 from jaxvis.attribution._core import Points, compiled_sums
 from jaxvis.attribution.baselines import describe, make_baselines
@@ -33,7 +34,7 @@ __all__ = ["integrated_gradients", "interior_gradients"]
 
 @register("path", "integrated gradients")
 def integrated_gradients(
-    probe: Any,
+    probe: ProbeLike,
     x: Any,
     target: Any = None,
     *,
@@ -122,7 +123,9 @@ def integrated_gradients(
     )
 
 
-def _ig_parts(probe: Any, tgt: _checks.Target, n_base: int, end_points: bool = False) -> tuple:
+def _ig_parts(
+    probe: ProbeLike, tgt: _checks.Target, n_base: int, end_points: bool = False
+) -> tuple:
     """``(score, make_points, finish)`` of IG. With ``end_points`` (the Python loop), the scores
     ``f(x)`` and ``f(baseline)`` come from extra points of the loop itself (groups ``n_base``
     and ``n_base + 1``), so that the last step is elementwise and compiles in no time; else
@@ -190,7 +193,7 @@ def _ig_parts(probe: Any, tgt: _checks.Target, n_base: int, end_points: bool = F
 
 @register("path", "interior gradients (alpha)")
 def interior_gradients(
-    probe: Any,
+    probe: ProbeLike,
     x: Any,
     target: Any = None,
     *,
@@ -267,7 +270,7 @@ def interior_gradients(
     )
 
 
-def _interior_parts(probe: Any, tgt: _checks.Target) -> tuple:
+def _interior_parts(probe: ProbeLike, tgt: _checks.Target) -> tuple:
     score = _checks.score_fn(probe, tgt)
 
     def make_points(x: jax.Array, base: jax.Array, index: jax.Array, alphas: jax.Array) -> Points:

@@ -36,6 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxvis._protocols import ProbeLike
 from jaxvis.attribution import _checks
 from jaxvis.attribution._core import cached_jit, count_trace
 from jaxvis.attribution._relevance_graph import (
@@ -67,7 +68,7 @@ STABILISER = 1e-6
 Composite = str | Mapping[str, str] | Callable[[str, str, int], str]
 
 
-def lrp_rules(probe: Any, x_shape: tuple[int, ...], composite: Composite) -> dict[str, str]:
+def lrp_rules(probe: ProbeLike, x_shape: tuple[int, ...], composite: Composite) -> dict[str, str]:
     """The rule each weighted layer gets, by layer name, in call order (nothing compiles).
 
     Example::
@@ -123,7 +124,7 @@ def _number(value: Any, name: str, low: float = 0.0) -> float:
     return float(value)
 
 
-def _bound(probe: Any, value: Any, default: np.ndarray, name: str) -> np.ndarray:
+def _bound(probe: ProbeLike, value: Any, default: np.ndarray, name: str) -> np.ndarray:
     arr = np.asarray(default if value is None else value, np.float32)
     channels = probe.input_shape[-1] if probe.input_shape else arr.size
     if arr.ndim > 1 or arr.size not in (1, channels):
@@ -135,7 +136,7 @@ def _bound(probe: Any, value: Any, default: np.ndarray, name: str) -> np.ndarray
 
 @register("relevance", "LRP")
 def lrp(
-    probe: Any,
+    probe: ProbeLike,
     x: Any,
     target: Any = None,
     *,
@@ -419,7 +420,7 @@ def _redistribute(
     return transpose(w * w, a * a * s)
 
 
-def folded_forward(probe: Any, x: Any, params: Any = None) -> jax.Array:
+def folded_forward(probe: ProbeLike, x: Any, params: Any = None) -> jax.Array:
     """The model's output computed with every layer folded as LRP sees it, ``lin(u, a W) + c``
     (BatchNorm's scale merged into the kernel, its shift and the bias into ``c``): equal to
     ``probe(x)`` up to float rounding. For checking the canonisation.

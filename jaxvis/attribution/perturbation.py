@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxvis._checks import check_optional_positive_int
+from jaxvis._protocols import ProbeLike
 from jaxvis.attribution import _checks
 from jaxvis.attribution._core import cached_jit, count_trace
 from jaxvis.attribution._scores import Perturbed, perturbed_sums
@@ -41,7 +42,7 @@ __all__ = ["feature_ablation", "kernel_shap", "occlusion", "rise", "rise_masks",
 
 @register("perturbation", "occlusion")
 def occlusion(
-    probe: Any,
+    probe: ProbeLike,
     x: Any,
     target: Any = None,
     *,
@@ -120,7 +121,7 @@ def occlusion(
 
 @register("perturbation", "RISE")
 def rise(
-    probe: Any,
+    probe: ProbeLike,
     x: Any,
     target: Any = None,
     *,
@@ -266,7 +267,7 @@ def _check_masks(masks: Any, shape: tuple[int, int]) -> np.ndarray:
 
 @register("perturbation", "feature ablation")
 def feature_ablation(
-    probe: Any,
+    probe: ProbeLike,
     x: Any,
     target: Any = None,
     *,
@@ -333,7 +334,7 @@ def feature_ablation(
 
 @register("perturbation", "KernelSHAP")
 def kernel_shap(
-    probe: Any,
+    probe: ProbeLike,
     x: Any,
     target: Any = None,
     *,
@@ -474,13 +475,13 @@ def _pair(value: Any, name: str) -> tuple[int, int]:
     return tuple(_checks.check_positive_int(v, name) for v in pair)  # type: ignore[return-value]
 
 
-def _one_baseline(probe: Any, x: Any, baseline: Any) -> np.ndarray:
+def _one_baseline(probe: ProbeLike, x: Any, baseline: Any) -> np.ndarray:
     if isinstance(baseline, list):
         raise ValueError("perturbation methods take one baseline, not a list")
     return make_baselines(probe, x, baseline)[0]
 
 
-def _chunk(probe: Any, batch_size: Any, total: int) -> int:
+def _chunk(probe: ProbeLike, batch_size: Any, total: int) -> int:
     batch_size = check_optional_positive_int(batch_size, "batch_size")
     return min(batch_size, total) if batch_size else _checks.auto_batch_size(probe, total)
 

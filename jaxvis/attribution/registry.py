@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from jaxvis._protocols import ProbeLike
 from jaxvis.attribution.result import Attribution
 
 __all__ = ["FAMILIES", "Method", "attribute", "get_method", "methods", "register"]
@@ -71,7 +72,7 @@ def register(
 
     def add(fn: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(fn)
-        def method(probe: Any, x: Any, target: Any = None, **options: Any) -> Any:
+        def method(probe: ProbeLike, x: Any, target: Any = None, **options: Any) -> Any:
             return _with_inputs(fn(probe, x, target, **options), probe, x)
 
         key = name or fn.__name__
@@ -82,7 +83,7 @@ def register(
     return add
 
 
-def _with_inputs(result: Any, probe: Any, x: Any) -> Any:
+def _with_inputs(result: Any, probe: ProbeLike, x: Any) -> Any:
     """``result`` with the explained inputs kept for its picture, when the method left them out."""
     if not isinstance(result, Attribution) or result.inputs is not None:
         return result
@@ -105,7 +106,7 @@ def get_method(name: str) -> Method:
     return _METHODS[name]
 
 
-def attribute(probe: Any, x: Any, target: Any = None, *, method: str, **options: Any) -> Any:
+def attribute(probe: ProbeLike, x: Any, target: Any = None, *, method: str, **options: Any) -> Any:
     """Run the registered ``method`` on ``(probe, x, target)`` with keyword ``options``.
 
     Example::

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from jaxvis._protocols import ProbeLike
 from jaxvis.attribution._checks import check_positive_int
 
 __all__ = ["SEGMENT_KINDS", "segment"]
@@ -24,7 +25,11 @@ SEGMENT_KINDS = ("slic", "grid")
 
 
 def segment(
-    probe: Any, x: Any, segments: Any = "slic", n_segments: int = 50, compactness: float = 10.0
+    probe: ProbeLike,
+    x: Any,
+    segments: Any = "slic",
+    n_segments: int = 50,
+    compactness: float = 10.0,
 ) -> np.ndarray:
     """Labels ``(N, H, W)`` int32, contiguous ``0..K-1`` over the batch ``x`` ``(N, H, W, C)``.
 
@@ -72,7 +77,7 @@ def segment(
     return np.unique(labels, return_inverse=True)[1].reshape(n, h, w).astype(np.int32)
 
 
-def _slic(probe: Any, x: np.ndarray, n_segments: int, compactness: float) -> np.ndarray:
+def _slic(probe: ProbeLike, x: np.ndarray, n_segments: int, compactness: float) -> np.ndarray:
     from skimage.segmentation import slic
 
     lo = np.asarray(probe.input_low, np.float32)

@@ -33,6 +33,7 @@ import numpy as np
 
 from jaxvis import _plan
 from jaxvis._checks import check_optional_positive_int
+from jaxvis._protocols import ProbeLike
 from jaxvis.attribution import _checks
 from jaxvis.attribution._core import cached_jit, compiled_sums, count_trace
 from jaxvis.attribution.baselines import describe, make_baselines
@@ -130,7 +131,7 @@ def _greedy(
 
 @register("path", "XRAI", layer_map=True)
 def xrai(
-    probe: Any,
+    probe: ProbeLike,
     x: Any,
     target: Any = None,
     *,
