@@ -228,7 +228,8 @@ def _vs_lucent(args: argparse.Namespace) -> None:
     from big_models import build
 
     torch.set_num_threads(2)
-    render_vis, lparam, lobj, ltf = import_lucent()
+    lrender, lparam, lobj, ltf = import_lucent()
+    render_vis = lrender.render_vis
     steps = 4 if args.quick else max(8, args.steps // 4)
     widths = (1,) if args.quick else (1, 16)
     print(f"\n224x224 vs Lucent: {steps} steps per run, median of {args.repeats}, "
