@@ -18,7 +18,10 @@ Prints, in one run (ratios against baselines measured in the same run):
   decorrelation, sigmoid, standard transforms, Adam 0.05) against Lucent's ``render_vis``
   with the same setting (``param.image(224, fft=True, decorrelate=True)``,
   ``transform.standard_transforms``, ImageNet normalisation), one channel and 16 channels of
-  one layer, interleaved, medians (goal >= 1.5x).
+  one layer, interleaved, medians (goal >= 1.5x). Part of jaxvis's lead is by design:
+  ``render`` runs the network only up to the objective's layer (``probe.apply(...,
+  truncate=True)``), Lucent always runs the whole network (its hooks read the layer on the
+  way).
 
     .venv/bin/python benchmarks/optvis.py [--steps 64] [--repeats 3] [--model shapes_cnn]
     .venv/bin/python benchmarks/optvis.py --only lucent --quick    # the 224x224 rows only
