@@ -81,13 +81,25 @@ def test_batch_kinds_against_numpy():
 
 
 def test_diversity_raises_the_pairwise_distance(mnist):
+    """Four images of one channel from different noise, with and without diversity: the
+    batch's mean pairwise distance, in the activations of the objective's layer (numpy over
+    ``probe.activations``), grows. (In pixels it barely moves: the clipped pixel images are
+    near-binary, their distance is near its maximum either way.)"""
     same = O.channel("conv5", [3] * 4)
     kw = dict(steps=64, seed=0)
     plain = jv.optvis.render(mnist.probe, same, **kw)
-    diverse = jv.optvis.render(mnist.probe, same + 2.0 * O.diversity("conv4"), **kw)
-    d0, d1 = _pairwise(plain.images), _pairwise(diverse.images)
-    print(f"mean pairwise L2: without diversity {d0:.3f}, with {d1:.3f}")
+    diverse = jv.optvis.render(mnist.probe, same + 0.5 * O.diversity("conv4"), **kw)
+    acts = [
+        np.asarray(mnist.probe.activations(r.inputs, ["conv5"])["conv5"]) for r in (plain, diverse)
+    ]
+    d0, d1 = (_pairwise(a) for a in acts)
+    print(
+        f"mean pairwise conv5 distance: without diversity {d0:.3f}, with {d1:.3f}; pixels "
+        f"{_pairwise(plain.images):.3f} -> {_pairwise(diverse.images):.3f}; channel "
+        f"{plain.values.mean():.3f} -> {acts[1][..., 3].mean():.3f}"
+    )
     assert d1 > 1.1 * d0
+    assert acts[1][..., 3].mean() > 0.5 * plain.values.mean()  # still that channel's images
 
 
 def test_alignment_keeps_neighbouring_frames_close(mnist):
