@@ -98,9 +98,10 @@ def test_diversity_raises_the_pairwise_distance(mnist):
         f"{_pairwise(plain.images):.3f} -> {_pairwise(diverse.images):.3f}; channel "
         f"{plain.values.mean():.3f} -> {acts[1][..., 3].mean():.3f}"
     )
-    # measured 16.1 -> 23.8; at this weight the channel itself drops (1.9 -> ~0): diversity
-    # trades against the objective (at 0.5 it changed nothing measurable)
+    # measured 16.1 -> 23.8 while the channel only fell 1.87 -> 1.78 (at weight 0.5 nothing
+    # measurable changed)
     assert d1 > 1.2 * d0
+    assert acts[1][..., 3].mean() > 0.8 * plain.values.mean()  # still that channel's images
 
 
 def test_alignment_keeps_neighbouring_frames_close(mnist):
