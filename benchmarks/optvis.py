@@ -11,9 +11,20 @@ Prints, in one run (ratios against baselines measured in the same run):
   and batched);
 * Lucid's transforms as a chain of separate transforms versus one resampling;
 * chunks inside ``lax.scan`` (the default) versus a Python loop over a jitted step (the
-  XLA:CPU trap of docs/design.md: convolution input-gradients inside a loop).
+  XLA:CPU trap of docs/design.md: convolution input-gradients inside a loop);
+* at 224x224, a ResNet-50 and a ViT-S/16 with the same random weights on both sides
+  (``big_models.build``: the PyTorch twin's ``state_dict`` loaded into the zoo's Linen
+  modules): steps/s of ``jv.optvis.render`` with Lucid's setting (``preset="lucid"``: Fourier,
+  decorrelation, sigmoid, standard transforms, Adam 0.05) against Lucent's ``render_vis``
+  with the same setting (``param.image(224, fft=True, decorrelate=True)``,
+  ``transform.standard_transforms``, ImageNet normalisation), one channel and 16 channels of
+  one layer, interleaved, medians (goal >= 1.5x). Part of jaxvis's lead is by design:
+  ``render`` runs the network only up to the objective's layer (``probe.apply(...,
+  truncate=True)``), Lucent always runs the whole network (its hooks read the layer on the
+  way).
 
     .venv/bin/python benchmarks/optvis.py [--steps 64] [--repeats 3] [--model shapes_cnn]
+    .venv/bin/python benchmarks/optvis.py --only lucent --quick    # the 224x224 rows only
 
 Uses the trained zoo weights when present, else an untrained model of the same shape (the
 speed does not depend on the weights).
@@ -62,7 +73,18 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--model", default="shapes_cnn", choices=jv.zoo.NAMES)
+    ap.add_argument("--quick", action="store_true", help="few steps and repeats")
+    ap.add_argument("--only", choices=("small", "lucent"), default=None)
     args = ap.parse_args()
+    if args.quick:
+        args.steps, args.repeats = min(args.steps, 16), min(args.repeats, 2)
+    if args.only != "lucent":
+        _small(args)
+    if args.only != "small":
+        _vs_lucent(args)
+
+
+def _small(args: argparse.Namespace) -> None:
     steps = args.steps
     probe, how = _probe(args.model)
     convs = [layer for layer in probe.layers if layer.kind == "Conv"]
@@ -186,6 +208,75 @@ def _transforms(shape: tuple[int, ...], n: int) -> None:
         f"{chain_ms:6.2f} ms, one resampling (render's) {fused_ms:6.2f} ms -> "
         f"{chain_ms / fused_ms:4.1f}x"
     )
+
+
+# ------------------------------------------------------------------ 224x224 against Lucent
+
+#: (layer for jaxvis, Lucent's hook name) per network: an early stage, 256 channels / 384
+LUCENT_LAYERS = {
+    "resnet50": ("layer2_0", "layer2_0"),
+    "vit_s16": ("Transformer.encoderblock_1", "blocks_1"),
+}
+
+
+def _vs_lucent(args: argparse.Namespace) -> None:
+    import os
+    import sys
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parent
+    sys.path[:0] = [str(here), str(here.parent / "tests")]
+    import torch
+    from _torch_nets import import_lucent
+    from big_models import build
+
+    torch.set_num_threads(2)
+    lrender, lparam, lobj, ltf = import_lucent()
+    render_vis = lrender.render_vis
+    steps = 4 if args.quick else max(8, args.steps // 4)
+    widths = (1,) if args.quick else (1, 16)
+    print(f"\n224x224 vs Lucent: {steps} steps per run, median of {args.repeats}, "
+          f"load {os.getloadavg()[0]:.1f}")  # fmt: skip
+    for arch, (layer, hook) in LUCENT_LAYERS.items():
+        probe, _, _, twin = build(arch)
+        for n in widths:
+            obj = O.channel(layer, list(range(n)) if n > 1 else 0)
+
+            def jv_run(obj=obj, probe=probe) -> None:
+                jv.optvis.render(probe, obj, steps=steps, preset="lucid")
+
+            def lucent_run(n=n, hook=hook, arch=arch, twin=twin) -> None:
+                if arch == "resnet50":
+                    terms = [lobj.channel(hook, c, batch=c) for c in range(n)]
+                else:  # tokens (N, T, D): the mean over patch tokens of feature c
+
+                    def token(c: int) -> object:
+                        return lobj.Objective(lambda m, c=c: -m(hook)[c, 1:, c].mean())
+
+                    terms = [token(c) for c in range(n)]
+                total = terms[0]
+                for t in terms[1:]:
+                    total = total + t
+                render_vis(
+                    twin.eval(), total,
+                    param_f=lambda: lparam.image(224, batch=n, fft=True, decorrelate=True),
+                    transforms=ltf.standard_transforms, thresholds=(steps,),
+                    preprocess=True, show_image=False, progress=False, fixed_image_size=224,
+                )  # fmt: skip
+
+            jv_run()  # compile
+            lucent_run()  # warm-up
+            tj, tl = [], []
+            for _ in range(args.repeats):
+                tj.append(_timed(jv_run)[1])
+                tl.append(_timed(lucent_run)[1])
+            j, lu = float(np.median(tj)), float(np.median(tl))
+            print(
+                f"{arch} {layer} x{n}: jaxvis {steps / j:6.2f} steps/s, Lucent "
+                f"{steps / lu:6.2f} steps/s -> {lu / j:4.2f}x (goal >= 1.5x), load "
+                f"{os.getloadavg()[0]:.1f}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -169,7 +169,9 @@ class Work:
         return [f"{self.layer}:{c}" for c in range(self.n)]
 
     def jax_fv(self, steps: int | None = None):  # noqa: ANN201
-        res = self.jv.optvis.render(self.probe, self.fv_objective(), steps=steps or self.fv_steps)
+        res = self.jv.optvis.render(
+            self.probe, self.fv_objective(), steps=steps or self.fv_steps, preset="lucid"
+        )
         return res.images
 
     # --- PyTorch

@@ -188,7 +188,7 @@ def test_bad_options_are_refused_before_compiling() -> None:
             fn(z.probe, x, 12)
     with pytest.raises(ValueError, match="eps must be"):
         grad_cam_plus_plus(z.probe, x, 1, eps=-1.0)
-    with pytest.raises(ValueError, match="batch_size must be a positive int, got 0"):
+    with pytest.raises(ValueError, match="batch_size must be a positive integer; got 0"):
         score_cam(z.probe, x, 1, batch_size=0)
     with pytest.raises(ValueError, match="one baseline"):
         score_cam(z.probe, x, 1, baseline=["black", "white"])

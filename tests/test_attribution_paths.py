@@ -189,9 +189,9 @@ def test_bad_options_are_refused_before_compiling() -> None:
     x = z.x_test[:1]
     before = trace_counts()
     for fn in (blur_ig, guided_ig, xrai):
-        with pytest.raises(ValueError, match="steps must be a positive int, got 0"):
+        with pytest.raises(ValueError, match="steps must be a positive integer; got 0"):
             fn(z.probe, x, 1, steps=0)
-        with pytest.raises(TypeError, match="steps must be a positive int"):
+        with pytest.raises(TypeError, match="steps must be a positive integer"):
             fn(z.probe, x, 1, steps=2.5)
     with pytest.raises(ValueError, match=r"max_sigma must be a number in > 0.0, got 0"):
         blur_ig(z.probe, x, 1, max_sigma=0)

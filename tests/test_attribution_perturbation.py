@@ -220,10 +220,10 @@ def test_changing_values_compiles_nothing_new() -> None:
     [
         (A.occlusion, {"window": 9}, r"window \(9, 9\) is larger than the image \(8, 8\)"),
         (A.occlusion, {"window": (2, 9)}, "larger than the image"),
-        (A.occlusion, {"stride": 0}, "stride must be a positive int"),
+        (A.occlusion, {"stride": 0}, "stride must be a positive integer"),
         (A.occlusion, {"window": 2, "stride": 3}, "stride .* is larger than the window"),
         (A.occlusion, {"baseline": [0.0, 1.0]}, "one baseline"),
-        (A.rise, {"masks": 0}, "masks must be a positive int"),
+        (A.rise, {"masks": 0}, "masks must be a positive integer"),
         (A.rise, {"masks": np.zeros((0, 8, 8))}, "empty"),
         (A.rise, {"masks": np.zeros((3, 7, 8))}, r"\(M, 8, 8\)"),
         (A.rise, {"probability": 0.0}, r"probability must be in \(0, 1\]"),

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from jaxvis._checks import check_positive_int
+
 __all__ = ["METHODS", "nodes"]
 
 METHODS = (
@@ -35,11 +37,7 @@ def check_method(method: object, steps: object) -> tuple[str, int]:
     """Validate ``method`` and ``steps``; returns them normalised."""
     if not isinstance(method, str) or method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
-    if isinstance(steps, bool) or not isinstance(steps, int | np.integer):
-        raise TypeError(f"steps must be a positive int, got {type(steps).__name__}")
-    steps = int(steps)
-    if steps <= 0:
-        raise ValueError(f"steps must be a positive int, got {steps}")
+    steps = check_positive_int(steps, "steps")
     if method == "riemann_trapezoid" and steps < 2:
         raise ValueError("steps must be >= 2 for riemann_trapezoid (it uses both end points)")
     return method, steps

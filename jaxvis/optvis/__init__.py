@@ -3,7 +3,10 @@
 Activation maximisation in the style of Lucid and Yosinski et al. 2015, built from small pure
 pieces: objectives (``objectives``), image parameterisations (``param``), random differentiable
 transforms (``transforms``), regularizers (``regularizers``), named presets (``presets``) and
-the jitted optimisation loop (``render``).
+the jitted optimisation loop (``render``). ``render``'s default settings are chosen from the
+model (:mod:`~jaxvis.optvis.defaults`); ``param="maco"`` is MaCo (Fel et al. 2023) and
+:func:`accentuate` feature accentuation (Hamblin et al. 2024). See
+``docs/feature-visualisation.md``.
 
 Example::
 
@@ -14,12 +17,12 @@ Example::
     res = jv.optvis.render(probe, "conv5:*", steps=128)     # all channels, one batch
 """
 
-from jaxvis.optvis import objectives, param, presets, regularizers, transforms
+from jaxvis.optvis import defaults, objectives, param, presets, regularizers, transforms
 from jaxvis.optvis.atlas import Atlas, atlas
-from jaxvis.optvis.engine import Progress, RenderResult, default_optimizer, render
+from jaxvis.optvis.engine import Progress, RenderResult, accentuate, default_optimizer, render
 from jaxvis.optvis.inversion import InversionResult, invert
 from jaxvis.optvis.objectives import Objective, as_objective
-from jaxvis.optvis.param import ImageParam, fourier, pixel
+from jaxvis.optvis.param import ImageParam, fourier, maco, magnitude_from, pixel
 from jaxvis.optvis.presets import PRESETS, Preset
 from jaxvis.optvis.regularizers import YOSINSKI, Regularizers
 
@@ -34,11 +37,15 @@ __all__ = [
     "Progress",
     "Regularizers",
     "RenderResult",
+    "accentuate",
     "as_objective",
     "atlas",
     "default_optimizer",
+    "defaults",
     "fourier",
     "invert",
+    "maco",
+    "magnitude_from",
     "objectives",
     "param",
     "pixel",

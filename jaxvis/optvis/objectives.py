@@ -1,14 +1,28 @@
-"""Objectives: what a feature visualisation maximises, as small composable functions.
+"""Objectives: what a feature visualisation maximises, as small composable, registered kinds.
 
 An :class:`Objective` maps the activations of a batch of images to one score per image. Its
-*structure* (which kinds, which layers) is static and its *values* (channel indices, neuron
-positions, classes, direction vectors, weights) are traced arrays, so changing a value never
-compiles again. Objectives compose as in Lucid::
+*structure* (which kind, which layer, how many images) is static and its *values* (channel
+indices, neuron positions, classes, direction vectors, weights) are traced arrays, so changing
+a value never compiles again. Objectives compose as in Lucid::
 
     obj = channel("conv5", 3) - 0.5 * channel("conv5", 7)
     obj = "conv3:5"                     # string shorthand for channel("conv3", 5)
     obj = channel("conv3", "*")         # every channel of conv3, one image each
+    obj = channel("conv5", [3] * 4) + 0.5 * diversity("conv4")   # four different images
+    obj = interpolate(channel("conv5", 3), channel("conv5", 7), frames=8) + alignment("conv4")
     obj.description                     # 'channel(conv5, 3) - 0.5 * channel(conv5, 7)'
+
+Each kind is one :class:`Kind` subclass registered with :func:`register`: its ``traced``
+names the entries of ``Objective.values`` (arrays, traced), the rest of the objective
+(``layer``, ``batch``) is static. A new kind is one class::
+
+    @register
+    class Peak(Kind):
+        name, traced = "peak", ("c",)
+        def score(self, act, v):             # one image's activation -> a scalar
+            return act[..., v["c"]].max()
+
+    Objective("peak", "conv3", {"c": jnp.int32(2)})
 
 On a token layer (a ViT's ``(T, D)`` or ``(T, heads, d)`` tokens) every objective reads the
 layer's spatial view over the patch grid (:func:`jaxvis.layout.spatial_view`, class token left
@@ -24,9 +38,9 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -35,41 +49,38 @@ import numpy as np
 from jaxvis.layout import LayerLayout, spatial_view
 
 __all__ = [
+    "KINDS",
     "OUTPUT",
+    "Kind",
     "Objective",
+    "alignment",
     "as_objective",
     "channel",
     "deepdream",
     "direction",
     "diversity",
+    "feature_distance",
+    "interpolate",
     "logit",
     "neuron",
+    "neuron_group",
+    "register",
     "stack",
 ]
 
 #: Pseudo layer name for the model's output (logits).
 OUTPUT = "__output__"
 
-# kind -> (per-image function(act, values) -> scalar, needs whole batch?)
-_KINDS: dict[str, Callable[..., jax.Array]] = {}
-
-
-def _kind(name: str) -> Callable[[Callable[..., jax.Array]], Callable[..., jax.Array]]:
-    def register(fn: Callable[..., jax.Array]) -> Callable[..., jax.Array]:
-        _KINDS[name] = fn
-        return fn
-
-    return register
-
 
 @dataclass(frozen=True, eq=False)
 class Objective:
     """A score per image, to be maximised.
 
-    ``kind`` and ``layer`` are static; ``values`` holds traced arrays (with a leading batch
-    axis of size ``batch`` when ``batch`` is not None, else shared by every image).
-    ``children`` are sub-objectives for ``sum`` and ``scale``. ``view`` is set by
-    :meth:`bind` for a token layer: the objective then reads its ``(h, w, C)`` patch grid.
+    ``kind`` (a name in :data:`KINDS`), ``layer`` and ``batch`` are static; ``values`` holds
+    the kind's traced arrays (with a leading batch axis of size ``batch`` when the kind's
+    values are per image, else shared by every image). ``children`` are sub-objectives of the
+    composite kinds (``sum``, ``scale``, ``mask``, ``mixed``). ``view`` is set by :meth:`bind`
+    for a token layer: the objective then reads its ``(h, w, C)`` patch grid.
     """
 
     kind: str
@@ -80,11 +91,17 @@ class Objective:
     all_channels: bool = False
     view: LayerLayout | None = None
 
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(
+                f"unknown objective kind {self.kind!r}: expected one of {sorted(KINDS)}"
+            )
+
     # ------------------------------------------------------------ algebra
 
     def __add__(self, other: Any) -> Objective:
         other = as_objective(other)
-        return Objective("sum", children=(self, other), batch=_join_batch(self, other))
+        return Objective("sum", children=(self, other), batch=_join_batch(self.batch, other.batch))
 
     def __radd__(self, other: Any) -> Objective:
         if isinstance(other, (int, float)) and other == 0:  # sum([...]) starts from 0
@@ -128,26 +145,14 @@ class Objective:
         own = {self.layer} if self.layer is not None else set()
         return frozenset(own).union(*(c.layers for c in self.children))
 
+    @property
+    def per_image(self) -> bool:
+        """False when some term scores the batch as a whole (``diversity``, ``alignment``)."""
+        return KINDS[self.kind].per_image and all(c.per_image for c in self.children)
+
     def __call__(self, acts: Mapping[str, jax.Array], output: jax.Array | None = None) -> jax.Array:
         """Scores ``(N,)`` for activations ``{layer: (N, ...)}`` and logits ``(N, K)``."""
-        if self.kind == "sum":
-            return sum(c(acts, output) for c in self.children)  # type: ignore[return-value]
-        if self.kind == "scale":
-            return self.values["w"] * self.children[0](acts, output)
-        if self.kind == "mask":
-            return self.values["m"] * self.children[0](acts, output)
-        if self.kind == "mixed":
-            return self.children[0](acts, output)
-        act = output if self.layer == OUTPUT else acts[self.layer]
-        if act is None:
-            raise ValueError("this objective needs the model output, which was not computed")
-        if self.view is not None:
-            act = spatial_view(act, self.view)
-        fn = _KINDS[self.kind]
-        if self.kind == "diversity":
-            return fn(act, self.values)
-        axes = 0 if self.batch is not None else None
-        return jax.vmap(fn, in_axes=(0, axes))(act, dict(self.values))
+        return KINDS[self.kind].evaluate(self, acts, output)
 
     # ------------------------------------------------------------ checks
 
@@ -159,49 +164,23 @@ class Objective:
         """
         if self.children:
             kids = tuple(c.bind(probe) for c in self.children)
-            batch = None
+            batch = self.batch if KINDS[self.kind].batched_values else None
             for k in kids:
-                batch = _join_batch_values(batch, k.batch)
+                batch = _join_batch(batch, k.batch)
             return Objective(self.kind, self.layer, self.values, batch, kids)
         view = None
         if self.layer == OUTPUT:
-            size = _output_size(probe)
-            shape: tuple[int, ...] = (size,)
-            what = "class"
+            shape: tuple[int, ...] = (_output_size(probe),)
         else:
             layout = probe.layout(self.layer)
             shape = layout.shape
             if layout.kind == "tokens" and layout.spatial_shape is not None:
                 view, shape = layout, layout.spatial_shape
-            what = "channel"
-        values = dict(self.values)
-        batch = self.batch
+        values, batch = dict(self.values), self.batch
         if self.all_channels:
             values["c"] = jnp.arange(shape[-1], dtype=jnp.int32)
             batch = shape[-1]
-        if "c" in values:
-            c = np.asarray(values["c"])
-            if c.size and (c.min() < 0 or c.max() >= shape[-1]):
-                raise ValueError(
-                    f"{what} {int(c.max()) if c.max() >= shape[-1] else int(c.min())} is out of "
-                    f"range for {'the output' if self.layer == OUTPUT else repr(self.layer)}: "
-                    f"expected 0..{shape[-1] - 1}"
-                )
-        if self.kind == "neuron" and len(shape) == 3:
-            for axis, key in ((0, "y"), (1, "x")):
-                v = np.asarray(values[key])
-                if v.size and v.max() >= shape[axis]:
-                    raise ValueError(
-                        f"neuron {key}={int(v.max())} is out of range for {self.layer!r}: "
-                        f"expected 0..{shape[axis] - 1} (or None for the centre)"
-                    )
-        if self.kind == "direction":
-            vec = values["v"]
-            if vec.shape[-1] != shape[-1]:
-                raise ValueError(
-                    f"direction vector has {vec.shape[-1]} entries but {self.layer!r} has "
-                    f"{shape[-1]} channels"
-                )
+        KINDS[self.kind].check(self.layer, values, shape)
         return Objective(self.kind, self.layer, values, batch, (), False, view)
 
     # ------------------------------------------------------------ description
@@ -209,34 +188,7 @@ class Objective:
     @property
     def description(self) -> str:
         """A readable formula, e.g. ``'channel(conv5, 3) - 0.5 * logit(2)'``."""
-        if self.kind == "mixed":
-            return f"one of {len(self.children[0].layers)} layers per image ({self.batch} images)"
-        if self.kind == "mask":
-            return f"masked({self.children[0].description})"
-        if self.kind == "sum":
-            a, b = self.children
-            right = b.description
-            if b.kind == "scale" and _is_negative(b.values["w"]):
-                return f"{a.description} - {_fmt(-np.asarray(b.values['w']))} * " + _paren(
-                    b.children[0]
-                )
-            return f"{a.description} + {right}"
-        if self.kind == "scale":
-            w = np.asarray(self.values["w"])
-            if float(w) == -1.0:
-                return f"-{_paren(self.children[0])}"
-            return f"{_fmt(w)} * {_paren(self.children[0])}"
-        if self.kind == "logit":
-            return f"logit({_fmt(self.values['c'])})"
-        if self.all_channels:
-            return f"{self.kind}({self.layer}, *)"
-        if self.kind in ("channel",):
-            return f"channel({self.layer}, {_fmt(self.values['c'])})"
-        if self.kind == "neuron":
-            y, x = (np.asarray(self.values[k]) for k in ("y", "x"))
-            pos = "centre" if (y < 0).all() and (x < 0).all() else f"y={_fmt(y)}, x={_fmt(x)}"
-            return f"neuron({self.layer}, {_fmt(self.values['c'])}, {pos})"
-        return f"{self.kind}({self.layer})"
+        return KINDS[self.kind].describe(self)
 
     def __repr__(self) -> str:
         return f"Objective({self.description})"
@@ -260,61 +212,282 @@ def _flatten(obj: Objective) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
 def _unflatten(aux: tuple[Any, ...], children: tuple[Any, ...]) -> Objective:
     kind, layer, keys, batch, all_channels, view = aux
     values, kids = children
-    values = dict(zip(keys, values, strict=True))
-    return Objective(kind, layer, values, batch, kids, all_channels, view)
+    return Objective(
+        kind, layer, dict(zip(keys, values, strict=True)), batch, kids, all_channels, view
+    )
 
 
 jax.tree_util.register_pytree_node(Objective, _flatten, _unflatten)
 
 
-# ---------------------------------------------------------------- per-image kinds
+# ---------------------------------------------------------------- kinds
+
+
+class Kind:
+    """One kind of objective. Subclasses set ``name`` and ``traced`` and define ``score``
+    (one image) or, with ``per_image = False``, ``score_batch`` (the whole batch).
+
+    ``traced`` names the entries of ``Objective.values`` (traced arrays); everything else
+    about the objective is static. ``check`` validates values against the layer's shape at
+    :meth:`Objective.bind`; ``describe`` writes the formula.
+    """
+
+    name: ClassVar[str]
+    traced: ClassVar[tuple[str, ...]] = ()
+    #: False: the kind scores the batch as a whole (its values are never per image)
+    per_image: ClassVar[bool] = True
+    #: composite kinds whose own values carry a batch axis (``mask``)
+    batched_values: ClassVar[bool] = False
+
+    def score(self, act: jax.Array, v: Mapping[str, jax.Array]) -> jax.Array:
+        raise NotImplementedError(f"objective kind {self.name!r} has no per-image score")
+
+    def score_batch(self, act: jax.Array, v: Mapping[str, jax.Array]) -> jax.Array:
+        raise NotImplementedError(f"objective kind {self.name!r} has no batch score")
+
+    def evaluate(
+        self, obj: Objective, acts: Mapping[str, jax.Array], output: jax.Array | None
+    ) -> jax.Array:
+        """Scores ``(N,)`` of a leaf objective: the layer's activation, vmapped ``score``."""
+        act = output if obj.layer == OUTPUT else acts[obj.layer]
+        if act is None:
+            raise ValueError("this objective needs the model output, which was not computed")
+        if obj.view is not None:
+            act = spatial_view(act, obj.view)
+        if not self.per_image:
+            return self.score_batch(act, obj.values)
+        axes = 0 if obj.batch is not None else None
+        return jax.vmap(self.score, in_axes=(0, axes))(act, dict(obj.values))
+
+    def check(self, layer: str | None, v: dict[str, Any], shape: tuple[int, ...]) -> None:
+        """Raise ``ValueError`` when a value does not fit a layer of ``shape``."""
+        if "c" in v:
+            _check_range(
+                np.asarray(v["c"]), shape[-1], "class" if layer == OUTPUT else "channel", layer
+            )
+
+    def describe(self, obj: Objective) -> str:
+        return f"{self.name}({obj.layer})"
+
+
+#: kind name -> :class:`Kind` instance (see :func:`register`)
+KINDS: dict[str, Kind] = {}
+
+
+def register(cls: type[Kind]) -> type[Kind]:
+    """Register a :class:`Kind` subclass under its ``name`` (a class decorator)."""
+    if not isinstance(cls, type) or not issubclass(cls, Kind):
+        raise TypeError(f"register takes a Kind subclass, got {cls!r}")
+    KINDS[cls.name] = cls()
+    return cls
+
+
+def _check_range(idx: np.ndarray, size: int, what: str, layer: str | None) -> None:
+    if idx.size and (idx.min() < 0 or idx.max() >= size):
+        bad = int(idx.max()) if idx.max() >= size else int(idx.min())
+        where = "the output" if layer == OUTPUT else repr(layer)
+        raise ValueError(f"{what} {bad} is out of range for {where}: expected 0..{size - 1}")
 
 
 def _spatial_mean(a: jax.Array) -> jax.Array:
     return a.reshape(-1, a.shape[-1]).mean(axis=0)
 
 
-@_kind("channel")
-def _channel(act: jax.Array, v: Mapping[str, jax.Array]) -> jax.Array:
-    return _spatial_mean(act)[v["c"]]
+# ------------------------------------------------ composite kinds
 
 
-@_kind("logit")
-def _logit(act: jax.Array, v: Mapping[str, jax.Array]) -> jax.Array:
-    return act[v["c"]]
+@register
+class Sum(Kind):
+    name = "sum"
+
+    def evaluate(self, obj: Objective, acts: Any, output: Any) -> jax.Array:
+        return sum(c(acts, output) for c in obj.children)  # type: ignore[return-value]
+
+    def describe(self, obj: Objective) -> str:
+        a, b = obj.children
+        if b.kind == "scale" and bool(np.asarray(b.values["w"]) < 0):
+            return f"{a.description} - {_fmt(-np.asarray(b.values['w']))} * {_paren(b.children[0])}"
+        return f"{a.description} + {b.description}"
 
 
-@_kind("neuron")
-def _neuron(act: jax.Array, v: Mapping[str, jax.Array]) -> jax.Array:
-    if act.ndim == 1:
+@register
+class Scale(Kind):
+    name, traced = "scale", ("w",)
+
+    def evaluate(self, obj: Objective, acts: Any, output: Any) -> jax.Array:
+        return obj.values["w"] * obj.children[0](acts, output)
+
+    def describe(self, obj: Objective) -> str:
+        w = np.asarray(obj.values["w"])
+        if float(w) == -1.0:
+            return f"-{_paren(obj.children[0])}"
+        return f"{_fmt(w)} * {_paren(obj.children[0])}"
+
+
+@register
+class Mask(Kind):
+    """A per-image weight ``m`` (N,) on a child: masks of :func:`stack`, frames of
+    :func:`interpolate`."""
+
+    name, traced, batched_values = "mask", ("m",), True
+
+    def evaluate(self, obj: Objective, acts: Any, output: Any) -> jax.Array:
+        return obj.values["m"] * obj.children[0](acts, output)
+
+    def describe(self, obj: Objective) -> str:
+        return f"masked({obj.children[0].description})"
+
+
+@register
+class Mixed(Kind):
+    """A :func:`stack` of objectives of different structure (a sum of masked terms)."""
+
+    name = "mixed"
+
+    def evaluate(self, obj: Objective, acts: Any, output: Any) -> jax.Array:
+        return obj.children[0](acts, output)
+
+    def describe(self, obj: Objective) -> str:
+        return f"one of {len(obj.children[0].layers)} layers per image ({obj.batch} images)"
+
+
+# ------------------------------------------------ per-image kinds
+
+
+@register
+class Channel(Kind):
+    name, traced = "channel", ("c",)
+
+    def score(self, act: jax.Array, v: Mapping[str, jax.Array]) -> jax.Array:
+        return _spatial_mean(act)[v["c"]]
+
+    def describe(self, obj: Objective) -> str:
+        c = "*" if obj.all_channels else _fmt(obj.values["c"])
+        return f"channel({obj.layer}, {c})"
+
+
+@register
+class Logit(Kind):
+    name, traced = "logit", ("c",)
+
+    def score(self, act: jax.Array, v: Mapping[str, jax.Array]) -> jax.Array:
         return act[v["c"]]
-    h, w = act.shape[0], act.shape[1]
-    y = jnp.where(v["y"] < 0, h // 2, v["y"])
-    x = jnp.where(v["x"] < 0, w // 2, v["x"])
-    return act[y, x, v["c"]]
+
+    def describe(self, obj: Objective) -> str:
+        return f"logit({_fmt(obj.values['c'])})"
 
 
-@_kind("direction")
-def _direction(act: jax.Array, v: Mapping[str, jax.Array]) -> jax.Array:
-    vec = v["v"] / (jnp.linalg.norm(v["v"]) + 1e-8)
-    return jnp.dot(_spatial_mean(act), vec)
+@register
+class Neuron(Kind):
+    name, traced = "neuron", ("c", "y", "x")
+
+    def score(self, act: jax.Array, v: Mapping[str, jax.Array]) -> jax.Array:
+        if act.ndim == 1:
+            return act[v["c"]]
+        h, w = act.shape[0], act.shape[1]
+        y = jnp.where(v["y"] < 0, h // 2, v["y"])
+        x = jnp.where(v["x"] < 0, w // 2, v["x"])
+        return act[y, x, v["c"]]
+
+    def check(self, layer: str | None, v: dict[str, Any], shape: tuple[int, ...]) -> None:
+        super().check(layer, v, shape)
+        if len(shape) != 3:
+            return
+        for axis, key in ((0, "y"), (1, "x")):
+            pos = np.asarray(v[key])
+            if pos.size and pos.max() >= shape[axis]:
+                raise ValueError(
+                    f"neuron {key}={int(pos.max())} is out of range for {layer!r}: "
+                    f"expected 0..{shape[axis] - 1} (or None for the centre)"
+                )
+
+    def describe(self, obj: Objective) -> str:
+        y, x = (np.asarray(obj.values[k]) for k in ("y", "x"))
+        pos = "centre" if (y < 0).all() and (x < 0).all() else f"y={_fmt(y)}, x={_fmt(x)}"
+        return f"neuron({obj.layer}, {_fmt(obj.values['c'])}, {pos})"
 
 
-@_kind("deepdream")
-def _deepdream(act: jax.Array, v: Mapping[str, jax.Array]) -> jax.Array:
-    return jnp.mean(act**2)
+@register
+class Direction(Kind):
+    name, traced = "direction", ("v",)
+
+    def score(self, act: jax.Array, v: Mapping[str, jax.Array]) -> jax.Array:
+        vec = v["v"] / (jnp.linalg.norm(v["v"]) + 1e-8)
+        return jnp.dot(_spatial_mean(act), vec)
+
+    def check(self, layer: str | None, v: dict[str, Any], shape: tuple[int, ...]) -> None:
+        if v["v"].shape[-1] != shape[-1]:
+            raise ValueError(
+                f"direction vector has {v['v'].shape[-1]} entries but {layer!r} has "
+                f"{shape[-1]} channels"
+            )
 
 
-@_kind("diversity")
-def _diversity(act: jax.Array, v: Mapping[str, jax.Array]) -> jax.Array:
-    """Lucid's diversity: minus the mean cosine similarity of Gram matrices across the batch."""
-    n = act.shape[0]
-    flat = act.reshape(n, -1, act.shape[-1])
-    gram = jnp.einsum("npc,npd->ncd", flat, flat).reshape(n, -1)
-    gram = gram / (jnp.linalg.norm(gram, axis=1, keepdims=True) + 1e-8)
-    sim = gram @ gram.T
-    off = (jnp.sum(sim, axis=1) - jnp.diag(sim)) / jnp.maximum(n - 1, 1)
-    return -off
+@register
+class DeepDream(Kind):
+    name = "deepdream"
+
+    def score(self, act: jax.Array, v: Mapping[str, jax.Array]) -> jax.Array:
+        return jnp.mean(act**2)
+
+
+@register
+class FeatureDistance(Kind):
+    """Minus the squared distance to target activations ``t``, relative to ``|t|^2``."""
+
+    name, traced = "feature_distance", ("t",)
+
+    def score(self, act: jax.Array, v: Mapping[str, jax.Array]) -> jax.Array:
+        t = v["t"]
+        return -jnp.sum((act - t) ** 2) / (jnp.sum(t**2) + 1e-8)
+
+    def check(self, layer: str | None, v: dict[str, Any], shape: tuple[int, ...]) -> None:
+        got = tuple(v["t"].shape[-len(shape) :])
+        if got != tuple(shape):
+            raise ValueError(
+                f"feature_distance target has shape {tuple(v['t'].shape)} but {layer!r} has "
+                f"{tuple(shape)} per image"
+            )
+
+
+# ------------------------------------------------ batch kinds
+
+
+@register
+class Diversity(Kind):
+    """Lucid's diversity: minus the mean cosine similarity of an image's Gram matrix to the
+    others' in the batch."""
+
+    name, per_image = "diversity", False
+
+    def score_batch(self, act: jax.Array, v: Mapping[str, jax.Array]) -> jax.Array:
+        n = act.shape[0]
+        flat = act.reshape(n, -1, act.shape[-1])
+        gram = jnp.einsum("npc,npd->ncd", flat, flat).reshape(n, -1)
+        gram = gram / (jnp.linalg.norm(gram, axis=1, keepdims=True) + 1e-8)
+        sim = gram @ gram.T
+        return -(jnp.sum(sim, axis=1) - jnp.diag(sim)) / max(n - 1, 1)
+
+
+@register
+class Alignment(Kind):
+    """Lucid's alignment: minus the mean squared activation difference of each image to the
+    next ``ALIGNMENT_REACH`` images, weighted ``decay ** -d`` for a neighbour ``d`` away."""
+
+    name, traced, per_image = "alignment", ("decay",), False
+
+    def score_batch(self, act: jax.Array, v: Mapping[str, jax.Array]) -> jax.Array:
+        n = act.shape[0]
+        flat = act.reshape(n, -1)
+        total = jnp.zeros((n,), flat.dtype)
+        for d in range(1, min(ALIGNMENT_REACH, n - 1) + 1):
+            gap = jnp.mean((flat[:-d] - flat[d:]) ** 2, axis=1) / v["decay"] ** d
+            total = total.at[:-d].add(-gap)
+        return total
+
+
+#: how many following frames each frame is aligned to (Lucid's 4)
+ALIGNMENT_REACH = 4
 
 
 # ---------------------------------------------------------------- constructors
@@ -369,10 +542,10 @@ def neuron(
     """
     layer = _layer(layer)
     idx, batch = _index(c, "channel")
-    yy = jnp.full(idx.shape, -1 if y is None else int(y), jnp.int32)
-    xx = jnp.full(idx.shape, -1 if x is None else int(x), jnp.int32)
     if (y is not None and y < 0) or (x is not None and x < 0):
         raise ValueError(f"neuron position must be >= 0 (or None for the centre), got {(y, x)}")
+    yy = jnp.full(idx.shape, -1 if y is None else int(y), jnp.int32)
+    xx = jnp.full(idx.shape, -1 if x is None else int(x), jnp.int32)
     return Objective("neuron", layer, {"c": idx, "y": yy, "x": xx}, batch)
 
 
@@ -401,19 +574,110 @@ def direction(layer: str, vector: Any) -> Objective:
     return Objective("direction", layer, {"v": vec}, vec.shape[0] if vec.ndim == 2 else None)
 
 
+def neuron_group(layer: str, group: Any, which: Any = None) -> Objective:
+    """One image per group of neurons: a :func:`direction` per row of ``group``.
+
+    ``group`` is a ``(K, C)`` array of directions, a list of channel-index lists (equal
+    weights), or a concepts fit (anything with ``.directions``, e.g. from
+    :func:`jaxvis.concepts.fit`); ``which`` picks rows.
+
+    Example::
+
+        neuron_group("conv5", [[1, 4], [2, 3, 7]])       # two images, two groups
+        neuron_group("conv5", concepts, which=[0, 2])    # concepts 0 and 2
+    """
+    rows = getattr(group, "directions", group)
+    if isinstance(rows, (list, tuple)) and rows and all(isinstance(r, (list, tuple)) for r in rows):
+        width = 1 + max((int(c) for r in rows for c in r), default=0)
+        mat = np.zeros((len(rows), width), np.float32)
+        for i, r in enumerate(rows):
+            idx, _ = _index(list(r), "group channel")
+            mat[i, np.asarray(idx)] = 1.0
+        rows = mat
+    mat = np.asarray(rows, np.float32)
+    if mat.ndim != 2 or mat.shape[0] == 0:
+        raise ValueError(
+            f"group must be a (K, C) array of directions, lists of channels or a concepts fit, "
+            f"got shape {mat.shape}"
+        )
+    if which is not None:
+        idx, _ = _index(np.atleast_1d(which), "which")
+        _check_range(np.asarray(idx), mat.shape[0], "group", layer)
+        mat = mat[np.asarray(idx)]
+    return direction(layer, mat)
+
+
 def deepdream(layer: str) -> Objective:
     """Mean squared activation of the whole layer (DeepDream). Example: ``deepdream("conv4")``."""
     return Objective("deepdream", _layer(layer))
 
 
 def diversity(layer: str) -> Objective:
-    """Minus the Gram-matrix similarity between batch images at ``layer`` (Lucid).
+    """Minus the Gram-matrix similarity between batch images at ``layer`` (Lucid); add it with
+    a positive weight to make the images of a batch differ.
 
     Example::
 
         channel("conv5", [3, 3, 3, 3]) + 0.5 * diversity("conv4")
     """
     return Objective("diversity", _layer(layer))
+
+
+def alignment(layer: str, decay: float = 2.0) -> Objective:
+    """Minus the activation distance between neighbouring images of the batch at ``layer``
+    (Lucid), ``decay ** -d`` for images ``d`` apart (up to 4): add it to keep the frames of an
+    :func:`interpolate` close to each other.
+
+    Example::
+
+        interpolate(channel("conv5", 3), channel("conv5", 7), 8) + 0.1 * alignment("conv3")
+    """
+    d = float(decay)
+    if not np.isfinite(d) or d < 1:
+        raise ValueError(f"decay must be a finite number >= 1, got {decay!r}")
+    return Objective("alignment", _layer(layer), {"decay": jnp.asarray(d, jnp.float32)})
+
+
+def interpolate(a: Objective | str, b: Objective | str, frames: int) -> Objective:
+    """``frames`` images from ``a`` to ``b``: frame ``i`` maximises ``(1 - t) a + t b`` with
+    ``t = i / (frames - 1)``. Render with ``shared=True`` (a component common to all
+    frames) and ``+ alignment(layer)`` for a smooth sequence.
+
+    Example::
+
+        obj = interpolate("conv5:3", "conv5:7", 8)
+    """
+    a, b = as_objective(a), as_objective(b)
+    if a.batch is not None or b.batch is not None or a.all_channels or b.all_channels:
+        raise ValueError("interpolate takes two single (unbatched) objectives")
+    if isinstance(frames, bool) or not isinstance(frames, (int, np.integer)) or frames < 2:
+        raise ValueError(f"frames must be an integer >= 2, got {frames!r}")
+    t = jnp.linspace(0.0, 1.0, int(frames), dtype=jnp.float32)
+    n = int(frames)
+    return Objective("mask", values={"m": 1.0 - t}, children=(a,), batch=n) + Objective(
+        "mask", values={"m": t}, children=(b,), batch=n
+    )
+
+
+def feature_distance(layer: str, target: Any) -> Objective:
+    """Minus ``|a - target|^2 / |target|^2`` at ``layer``: stay close to ``target``'s
+    activations (``(N, ...)``: one per image, or ``(1, ...)`` shared by all). Feature
+    accentuation adds it to a unit's objective (see :func:`jaxvis.optvis.accentuate`).
+
+    Example::
+
+        ref = probe.activations(x0, ["conv3"])["conv3"]
+        obj = channel("conv5", 2) + 2.0 * feature_distance("conv3", ref)
+    """
+    t = jnp.asarray(target, jnp.float32)
+    if t.ndim < 2:
+        raise ValueError(
+            f"target must be a layer's activations (N, ...) with a leading batch axis, got shape "
+            f"{t.shape}"
+        )
+    if t.shape[0] == 1:
+        return Objective("feature_distance", _layer(layer), {"t": t[0]})
+    return Objective("feature_distance", _layer(layer), {"t": t}, int(t.shape[0]))
 
 
 def stack(objectives: Sequence[Objective | str]) -> Objective:
@@ -431,8 +695,8 @@ def stack(objectives: Sequence[Objective | str]) -> Objective:
     objs = [as_objective(o) for o in objectives]
     if not objs:
         raise ValueError("objectives is an empty list: give at least one objective")
-    if any(o.batch is not None or o.all_channels for o in objs):
-        raise ValueError("objectives in a list must be single (unbatched) objectives")
+    if any(o.batch is not None or o.all_channels or not o.per_image for o in objs):
+        raise ValueError("objectives in a list must be single (unbatched, per-image) objectives")
     n = len(objs)
     groups: dict[Any, list[int]] = {}
     for i, o in enumerate(objs):
@@ -490,11 +754,7 @@ def as_objective(spec: Any) -> Objective:
 # ---------------------------------------------------------------- helpers
 
 
-def _join_batch(a: Objective, b: Objective) -> int | None:
-    return _join_batch_values(a.batch, b.batch)
-
-
-def _join_batch_values(a: int | None, b: int | None) -> int | None:
+def _join_batch(a: int | None, b: int | None) -> int | None:
     if a is not None and b is not None and a != b:
         raise ValueError(f"cannot combine objectives over {a} and {b} images")
     return a if a is not None else b
@@ -508,10 +768,6 @@ def _output_size(probe: Any) -> int:
         lambda x: probe.apply(probe.params, x)[0], jax.ShapeDtypeStruct(shape, jnp.float32)
     )
     return int(out.shape[-1])
-
-
-def _is_negative(w: Any) -> bool:
-    return bool(np.asarray(w) < 0)
 
 
 def _fmt(v: Any) -> str:

@@ -34,6 +34,7 @@ __all__ = [
     "center_crop",
     "scale",
     "scale_rotate",
+    "scaled",
     "standard",
 ]
 
@@ -276,3 +277,18 @@ def standard(size: int | Sequence[int]) -> lucid:
         return max(1, round(n * f))
 
     return lucid(px(8), (0.9, 1.1), 10.0, px(4))
+
+
+def scaled(size: int | Sequence[int]) -> lucid:
+    """Lucid's standard chain with every distance a fraction of the image side: jitter
+    ``side / 16`` then ``side / 32`` pixels (at least 1), zoom 0.9-1.1, rotation 10 degrees.
+
+    Lucid's 8 and 4 pixels are these fractions of its 128-pixel renders; unlike
+    :func:`standard` they keep growing past 128 pixels (14 and 7 at 224).
+
+    Example: ``scaled(224)`` -> ``lucid(14, (0.9, 1.1), 10.0, 7)``.
+    """
+    s = int(size if isinstance(size, int) else max(size[:2]))
+    if s <= 0:
+        raise ValueError(f"size must be a positive number of pixels, got {size!r}")
+    return lucid(max(1, round(s / 16)), (0.9, 1.1), 10.0, max(1, round(s / 32)))

@@ -10,6 +10,7 @@ import ipywidgets as W
 import numpy as np
 
 from jaxvis import render
+from jaxvis._checks import check_positive_int
 from jaxvis._protocols import ProbeLike
 from jaxvis.widgets._common import check_probe, empty_message, fmt, probe_conv_layers
 from jaxvis.widgets._errors import ErrorBox
@@ -56,9 +57,7 @@ class FilterGrid(StaticHTML, W.VBox):
             raise ValueError(
                 f"layer must be a convolution layer, one of {list(self.kernels)}, got {layer!r}"
             )
-        if not isinstance(max_tiles, int) or max_tiles < 1:
-            raise ValueError(f"max_tiles must be a positive int, got {max_tiles!r}")
-        self.max_tiles = max_tiles
+        self.max_tiles = check_positive_int(max_tiles, "max_tiles")
         self._first_conv = next(iter(self.kernels), None)
         self.rgb = False
         self.n_in_shown = 0
