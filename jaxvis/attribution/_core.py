@@ -190,7 +190,7 @@ def compiled_sums(
             return kernel
 
         kernel = cached_jit(probe, (key, plan), make, draws, plan.mode == "scan")
-        return lambda params, *args, total: kernel(params, *args)
+        return lambda params, *args, total: kernel(params, *args)  # noqa: PLW0108 - drops total
 
     def make_chunk() -> Callable:
         score, make_points, _ = build()

@@ -84,9 +84,7 @@ def _one(probe: ProbeLike, x: jax.Array, spec: Any, seed: int) -> jax.Array:
         arr = np.asarray(spec)
         if not np.issubdtype(arr.dtype, np.floating):
             raise TypeError(f"baseline array must be float, got dtype {arr.dtype}")
-        if arr.shape == x.shape[1:]:
-            arr = np.broadcast_to(arr, x.shape)
-        elif arr.shape == (1, *x.shape[1:]):
+        if arr.shape in (x.shape[1:], (1, *x.shape[1:])):
             arr = np.broadcast_to(arr, x.shape)
         if arr.shape != x.shape:
             raise ValueError(

@@ -19,7 +19,7 @@ Example::
 
 from jaxvis.optvis import defaults, objectives, param, presets, regularizers, transforms
 from jaxvis.optvis.atlas import Atlas, atlas
-from jaxvis.optvis.engine import Progress, RenderResult, accentuate, default_optimizer, render
+from jaxvis.optvis.engine import Progress, RenderResult, accentuate, render
 from jaxvis.optvis.inversion import InversionResult, invert
 from jaxvis.optvis.objectives import Objective, as_objective
 from jaxvis.optvis.param import ImageParam, fourier, maco, magnitude_from, pixel
@@ -40,7 +40,6 @@ __all__ = [
     "accentuate",
     "as_objective",
     "atlas",
-    "default_optimizer",
     "defaults",
     "fourier",
     "invert",

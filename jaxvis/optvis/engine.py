@@ -28,7 +28,6 @@ Example::
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import math
 import threading
@@ -53,18 +52,12 @@ from jaxvis.optvis.presets import get_preset
 from jaxvis.optvis.regularizers import Regularizers, penalty, post_update
 from jaxvis.optvis.transforms import Transform, center_crop, standard
 
-__all__ = ["Progress", "RenderResult", "accentuate", "default_optimizer", "render"]
+__all__ = ["Progress", "RenderResult", "accentuate", "render"]
 
 
-def default_optimizer() -> optax.GradientTransformation:
-    """Adam with its learning rate injected as a traced hyperparameter (one shared object)."""
-    return _DEFAULT_OPT
-
-
+#: Adam with its learning rate injected as a traced hyperparameter (one shared object).
 _DEFAULT_OPT = optax.inject_hyperparams(optax.adam)(learning_rate=0.05)
 
-#: Trace the model with :func:`jaxvis.fast_conv.fast_convolutions` (read when a step compiles).
-FAST_CONV = True
 #: set while the chunk's ``lax.scan`` is traced: the custom-VJP convolutions are for loops
 _IN_SCAN: contextvars.ContextVar[bool] = contextvars.ContextVar("jaxvis_in_scan", default=False)
 
@@ -467,7 +460,7 @@ def _build(
     def forward(model_params: Any, images: jax.Array) -> tuple[Any, dict[str, jax.Array]]:
         x = lo + (hi - lo) * images
         # a CPU-friendly max-pooling gradient, and in the scan convolutions' (same values)
-        with fast_convolutions(_IN_SCAN.get()) if FAST_CONV else contextlib.nullcontext():
+        with fast_convolutions(_IN_SCAN.get()):
             return probe.apply(model_params, x, wanted, truncate=not needs_output)
 
     def init(p: jax.Array, lr: jax.Array) -> Any:
