@@ -9,7 +9,7 @@ caricature that exaggerates what the layer sees. Early layers keep almost everyt
 reconstruction looks like the input), deep ones keep what the model needs for its decision.
 
 All layers of a strip are optimised in one vectorised run of :func:`jaxvis.optvis.render`:
-image ``i`` matches layer ``i`` (a masked sum of one :class:`MatchObjective` per layer), so a
+image ``i`` matches layer ``i`` (a masked sum of one ``match`` objective per layer), so a
 strip compiles one program. The real image's activations are traced values of the objective:
 inverting another image of the same shape compiles nothing new.
 
@@ -35,62 +35,44 @@ import numpy as np
 from jaxvis import render as _render
 from jaxvis.attribution.metrics import ssim as _ssim
 from jaxvis.optvis.engine import RenderResult, render
-from jaxvis.optvis.objectives import Objective
+from jaxvis.optvis.objectives import Kind, Objective, register
 from jaxvis.optvis.param import ImageParam, pixel
 
-__all__ = ["InversionResult", "MatchObjective", "invert", "match"]
+__all__ = ["InversionResult", "Match", "invert", "match"]
 
 #: Lucid's floor on the cosine before the power: a direction opposite to the target still has
 #: a gradient towards it instead of a vanishing one.
 COS_FLOOR = 0.1
 
 
-@dataclass(frozen=True, eq=False)
-class MatchObjective(Objective):
+@register
+class Match(Kind):
     """``w * dot(a, t) / |t| * max(cos(a, t), 0.1) ** power`` per image at one layer.
 
-    ``values``: ``t`` the target activations ``(N, *layer shape)``, ``w`` a weight per image
-    ``(N,)`` (a one-hot mask in a strip), ``power`` a scalar. All traced.
+    Traced values, one row per image: ``t`` the target activations ``(N, *layer shape)``,
+    ``w`` a weight ``(N,)`` (a one-hot mask in a strip), ``power`` ``(N,)``.
     """
 
-    def __call__(self, acts: Mapping[str, jax.Array], output: jax.Array | None = None) -> jax.Array:
-        a = acts[self.layer]
-        n = a.shape[0]
-        a = a.reshape(n, -1)
-        t = self.values["t"].reshape(n, -1)
-        t_norm = jnp.linalg.norm(t, axis=1) + 1e-8
-        dot = jnp.sum(a * t, axis=1) / t_norm
-        cos = dot / (jnp.linalg.norm(a, axis=1) + 1e-8)
-        return self.values["w"] * dot * jnp.maximum(cos, COS_FLOOR) ** self.values["power"]
+    name, traced = "match", ("t", "w", "power")
 
-    def bind(self, probe: Any) -> MatchObjective:
-        shape = tuple(probe.layer(self.layer).shape)  # unknown names raise with suggestions
-        got = tuple(self.values["t"].shape[1:])
-        if got != shape:
+    def score(self, act: jax.Array, v: Mapping[str, jax.Array]) -> jax.Array:
+        a, t = act.reshape(-1), v["t"].reshape(-1)
+        dot = jnp.sum(a * t) / (jnp.linalg.norm(t) + 1e-8)
+        cos = dot / (jnp.linalg.norm(a) + 1e-8)
+        return v["w"] * dot * jnp.maximum(cos, COS_FLOOR) ** v["power"]
+
+    def check(self, layer: str | None, v: dict[str, Any], shape: tuple[int, ...]) -> None:
+        got = tuple(v["t"].shape[1:])
+        if got != tuple(shape):
             raise ValueError(
-                f"target activations have shape {got} but layer {self.layer!r} has {shape}"
+                f"target activations have shape {got} but layer {layer!r} has {tuple(shape)}"
             )
-        return self
 
-    @property
-    def description(self) -> str:
-        return f"match({self.layer}, power={float(self.values['power']):g})"
+    def describe(self, obj: Objective) -> str:
+        return f"match({obj.layer}, power={float(np.asarray(obj.values['power'])[0]):g})"
 
 
-def _flatten(obj: MatchObjective) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
-    return (obj.values["t"], obj.values["w"], obj.values["power"]), (obj.layer, obj.batch)
-
-
-def _unflatten(aux: tuple[Any, ...], leaves: tuple[Any, ...]) -> MatchObjective:
-    layer, batch = aux
-    t, w, power = leaves
-    return MatchObjective("match", layer, {"t": t, "w": w, "power": power}, batch)
-
-
-jax.tree_util.register_pytree_node(MatchObjective, _flatten, _unflatten)
-
-
-def match(layer: str, target: Any, power: float = 1.0, weight: Any = None) -> MatchObjective:
+def match(layer: str, target: Any, power: float = 1.0, weight: Any = None) -> Objective:
     """Objective: make ``layer``'s activations point along ``target`` (a batch ``(N, ...)``).
 
     Example::
@@ -108,7 +90,8 @@ def match(layer: str, target: Any, power: float = 1.0, weight: Any = None) -> Ma
     if w.shape != (n,):
         raise ValueError(f"weight must have shape ({n},), got {w.shape}")
     p = _power(power)
-    return MatchObjective("match", layer, {"t": t, "w": w, "power": jnp.float32(p)}, n)
+    power_per_image = jnp.full((n,), p, jnp.float32)
+    return Objective("match", layer, {"t": t, "w": w, "power": power_per_image}, n)
 
 
 @dataclass
