@@ -18,16 +18,47 @@ from jaxvis.attribution.attention import (
     gradient_rollout,
 )
 from jaxvis.attribution.baselines import blur, make_baselines
+from jaxvis.attribution.faithfulness import (
+    deletion,
+    infidelity,
+    insertion,
+    mufidelity,
+    pixel_flipping,
+    road,
+    sensitivity_max,
+)
 from jaxvis.attribution.gradcam import grad_cam
 from jaxvis.attribution.gradients import guided_backprop, input_x_gradient, saliency, smoothgrad
 from jaxvis.attribution.integrated import integrated_gradients, interior_gradients
-from jaxvis.attribution.metrics import spearman, ssim
+from jaxvis.attribution.metrics import (
+    complexity,
+    mask_mass,
+    pointing_game,
+    relevance_rank,
+    sparseness,
+    spearman,
+    ssim,
+)
 from jaxvis.attribution.quadrature import METHODS, nodes
 from jaxvis.attribution.registry import FAMILIES, Method, attribute, get_method, methods, register
+from jaxvis.attribution.report import report
 from jaxvis.attribution.result import Attribution
 from jaxvis.attribution.sanity import localisation, randomisation_test, randomise
 
 __all__ = [
+    "sparseness",
+    "sensitivity_max",
+    "road",
+    "report",
+    "relevance_rank",
+    "pointing_game",
+    "pixel_flipping",
+    "mufidelity",
+    "mask_mass",
+    "insertion",
+    "infidelity",
+    "deletion",
+    "complexity",
     "FAMILIES",
     "HEAD_FUSIONS",
     "METHODS",
