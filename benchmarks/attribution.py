@@ -281,6 +281,12 @@ def import_quantus():  # noqa: ANN201
     return quantus
 
 
+def _per_step(n_pixels: int) -> int:
+    """Pixels per step dividing ``n_pixels`` (Quantus needs that), about 32 steps in all."""
+    return min((d for d in range(1, n_pixels + 1) if n_pixels % d == 0),
+               key=lambda d: abs(n_pixels / d - 32))  # fmt: skip
+
+
 def bench_metrics(name: str, batch: int, repeats: int) -> None:
     """Faithfulness metrics on saliency maps: jaxvis vs Captum vs Quantus, images/s."""
     from jaxvis.attribution import deletion, infidelity, insertion, saliency, sensitivity_max
@@ -288,12 +294,13 @@ def bench_metrics(name: str, batch: int, repeats: int) -> None:
     zoo = jv.zoo.load(name)
     x, y = zoo.x_test[:batch], zoo.y_test[:batch].astype(np.int32)
     a = np.asarray(saliency(zoo.probe, x, y).values)
+    steps = x.shape[1] * x.shape[2] // _per_step(x.shape[1] * x.shape[2])
     rng = np.random.default_rng(0)
     noise = (0.05 * rng.standard_normal((batch, 10, *x.shape[1:]))).astype(np.float32)
     moves = rng.uniform(-0.02, 0.02, (batch, 10, *x.shape[1:])).astype(np.float32)
     runs: dict[str, Callable[[], object]] = {
-        "deletion": lambda: deletion(zoo.probe, x, a, y, steps=32).auc,
-        "insertion": lambda: insertion(zoo.probe, x, a, y, steps=32).auc,
+        "deletion": lambda: deletion(zoo.probe, x, a, y, steps=steps).auc,
+        "insertion": lambda: insertion(zoo.probe, x, a, y, steps=steps).auc,
         "infidelity": lambda: infidelity(zoo.probe, x, a, y, noise=noise),
         "sensitivity_max": lambda: sensitivity_max(zoo.probe, x, y, noise=moves),
     }
@@ -356,7 +363,7 @@ def add_quantus(quantus, runs, net, x, y, a) -> None:  # noqa: ANN001
     aq = np.abs(a).sum(-1)[:, None]  # Quantus works on (N, 1, H, W) maps
     h, w = x.shape[1:3]
     flip = quantus.PixelFlipping(
-        features_in_step=h * w // 32, perturb_baseline="black", disable_warnings=True
+        features_in_step=_per_step(h * w), perturb_baseline="black", disable_warnings=True
     )
     infid = quantus.Infidelity(n_perturb_samples=10, disable_warnings=True)
     sens = quantus.MaxSensitivity(nr_samples=10, lower_bound=0.02, disable_warnings=True)

@@ -372,7 +372,7 @@ def report(
     if callable(targets) and not hasattr(targets, "shape"):
         raise TypeError("targets must be class indices for the report, not a callable")
     x = np.asarray(_checks.check_images(probe, x))
-    target = np.asarray(_checks.resolve_target(probe, x, targets).index)
+    names, cols = _choose_methods(methods), _choose_metrics(metrics, masks)
     if masks is not None:
         masks = np.asarray(masks)
         if masks.dtype != bool or masks.shape != x.shape[:3]:
@@ -382,7 +382,7 @@ def report(
             )
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level!r}")
-    names, cols = _choose_methods(methods), _choose_metrics(metrics, masks)
+    target = np.asarray(_checks.resolve_target(probe, x, targets).index)
     options = options or {}
     for key in options:
         if key not in names:

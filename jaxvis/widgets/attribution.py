@@ -602,14 +602,16 @@ class Attribution(W.VBox):
             return
         metric = self.trust_metric.value
         rows = [r for r in rep.table if r["metric"] == metric and np.isfinite(r["mean"])]
-        if metric in rep.metrics:
-            labels = [r["method"] for r in rows]
-            self.trust_bars.x = labels
-            self.trust_bars.y = [r["mean"] for r in rows]
-            self.trust_ci.x = [[m, m] for m in labels]
-            self.trust_ci.y = [[r["low"], r["high"]] for r in rows]
+        if metric not in rep.metrics:
+            self.trust_figure.title = f"{METRICS[metric].label}: not in this report"
+        else:
             better = "higher" if METRICS[metric].better == "higher" else "lower"
             self.trust_figure.title = f"{METRICS[metric].label} ({better} is better), 95% interval"
+        labels = [r["method"] for r in rows]
+        self.trust_bars.x = labels
+        self.trust_bars.y = [r["mean"] for r in rows]
+        self.trust_ci.x = [[m, m] for m in labels]
+        self.trust_ci.y = [[r["low"], r["high"]] for r in rows]
         kind = self.trust_curve.value
         curves = [(m, rep.curves[m][kind]) for m in rep.methods if kind in rep.curves.get(m, {})]
         if curves:
