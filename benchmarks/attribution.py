@@ -13,8 +13,9 @@ Then the faithfulness metrics (batch of 16, saliency maps): images/s of deletion
 (32 steps), ``infidelity`` (10 perturbations) and ``sensitivity_max`` (10 perturbations, of the
 saliency map) against Captum's ``infidelity`` / ``sensitivity_max`` on the same twin with the
 same perturbations (values checked to agree), and against Quantus's ``PixelFlipping``,
-``Infidelity`` and ``MaxSensitivity`` (its own per-sample loops) where ``import quantus``
-works; and images/s of every method in the registry (``jv.attribution.methods()``) with its
+``Infidelity`` and ``MaxSensitivity`` (its own per-sample loops, its default settings:
+its Infidelity replaces every 4x4 patch in turn, ~50 model calls per perturbation, so it does
+far more work than Captum's formula) where ``import quantus`` works; and images/s of every method in the registry (``jv.attribution.methods()``) with its
 default options. Timings: median of interleaved repeats.
 
 Usage::
