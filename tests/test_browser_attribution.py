@@ -95,7 +95,8 @@ def test_trust_tab_runs_the_report_and_draws_bars(page) -> None:
     bars = root.locator(".jv-trust-bars rect.bar")
     bars.first.wait_for(timeout=30_000)
     assert bars.count() == 1
-    assert root.locator(".jv-trust-curves path.curve").count() >= 1
+    assert root.locator(".jv-trust-curves path.line").count() >= 1
+    assert "saliency" in root.locator(".jv-trust-curves").first.inner_html()  # the legend
     assert "jv-best" in root.locator(".jv-trust-table").first.inner_html()
     _assert_clean(page)
     bh.screenshot(page, "attribution-trust-tab", selector=ROOT)
