@@ -15,8 +15,8 @@ saliency map) against Captum's ``infidelity`` / ``sensitivity_max`` on the same 
 same perturbations (values checked to agree), and against Quantus's ``PixelFlipping``,
 ``Infidelity`` and ``MaxSensitivity`` (its own per-sample loops, its default settings:
 its Infidelity replaces every 4x4 patch in turn, ~50 model calls per perturbation, so it does
-far more work than Captum's formula) where ``import quantus`` works; and images/s of every method in the registry (``jv.attribution.methods()``) with its
-default options. Timings: median of interleaved repeats.
+far more work than Captum's formula) where ``import quantus`` works; and images/s of every
+method in the registry (``jv.attribution.methods()``) with its default options. Timings: median of interleaved repeats.
 
 Usage::
 
