@@ -16,7 +16,8 @@ same perturbations (values checked to agree), and against Quantus's ``PixelFlipp
 ``Infidelity`` and ``MaxSensitivity`` (its own per-sample loops, its default settings:
 its Infidelity replaces every 4x4 patch in turn, ~50 model calls per perturbation, so it does
 far more work than Captum's formula) where ``import quantus`` works; and images/s of every
-method in the registry (``jv.attribution.methods()``) with its default options. Timings: median of interleaved repeats.
+method in the registry (``jv.attribution.methods()``) with its default options. Timings:
+median of interleaved repeats.
 
 Usage::
 
