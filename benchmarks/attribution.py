@@ -9,15 +9,29 @@ logits agree to 1e-4 and the attributions to 1e-3 of their largest value (1e-5 e
 max-pool window ties to float32 rounding at some interpolation point), and prints
 interleaved median timings and the speed ratio (``torch.set_num_threads(2)``).
 
+Then the faithfulness metrics (batch of 16, saliency maps): images/s of deletion/insertion
+(32 steps), ``infidelity`` (10 perturbations) and ``sensitivity_max`` (10 perturbations, of the
+saliency map) against Captum's ``infidelity`` / ``sensitivity_max`` on the same twin with the
+same perturbations (values checked to agree), and against Quantus's ``PixelFlipping``,
+``Infidelity`` and ``MaxSensitivity`` (its own per-sample loops, its default settings:
+its Infidelity replaces every 4x4 patch in turn, ~50 model calls per perturbation, so it does
+far more work than Captum's formula) where ``import quantus`` works; and images/s of every
+method in the registry (``jv.attribution.methods()``) with its default options. Timings:
+median of interleaved repeats.
+
 Usage::
 
     python benchmarks/attribution.py            # JAXVIS_FAST=1 for fewer repeats
+    python benchmarks/attribution.py --quick    # metrics and methods only, 3 repeats, 8 images
 """
 
 from __future__ import annotations
 
+import argparse
 import os
+import sys
 import time
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -238,14 +252,159 @@ def torch_twin(name: str, probe):  # noqa: ANN001, ANN202
     return twin(probe, INPUT_SHIFT.get(name, 0.0))
 
 
+def _interleaved(runs: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median seconds per run, the runs interleaved, after one warm-up (compile) each."""
+    for fn in runs.values():
+        fn()
+    times: dict[str, list[float]] = {k: [] for k in runs}
+    for _ in range(repeats):
+        for key, fn in runs.items():
+            t = time.perf_counter()
+            jax.block_until_ready(fn())
+            times[key].append(time.perf_counter() - t)
+    return {k: float(np.median(v)) for k, v in times.items()}
+
+
+def import_quantus():  # noqa: ANN201
+    """``quantus``, or None with the reason printed. Quantus imports zennit when it finds it,
+    and zennit imports torchvision (absent here: its wheels would replace the CPU torch), so
+    zennit is hidden while quantus is imported (only its LRP explainers need it)."""
+    hidden = "zennit" not in sys.modules
+    if hidden:
+        sys.modules["zennit"] = None  # type: ignore[assignment]  # find_spec -> None
+    try:
+        import quantus
+    except ImportError as err:
+        print(f"Quantus comparison skipped: import quantus failed ({err})")
+        return None
+    finally:
+        if hidden:
+            del sys.modules["zennit"]
+    return quantus
+
+
+def _per_step(n_pixels: int) -> int:
+    """Pixels per step dividing ``n_pixels`` (Quantus needs that), about 32 steps in all."""
+    return min((d for d in range(1, n_pixels + 1) if n_pixels % d == 0),
+               key=lambda d: abs(n_pixels / d - 32))  # fmt: skip
+
+
+def bench_metrics(name: str, batch: int, repeats: int) -> None:
+    """Faithfulness metrics on saliency maps: jaxvis vs Captum vs Quantus, images/s."""
+    from jaxvis.attribution import deletion, infidelity, insertion, saliency, sensitivity_max
+
+    zoo = jv.zoo.load(name)
+    x, y = zoo.x_test[:batch], zoo.y_test[:batch].astype(np.int32)
+    a = np.asarray(saliency(zoo.probe, x, y).values)
+    steps = x.shape[1] * x.shape[2] // _per_step(x.shape[1] * x.shape[2])
+    rng = np.random.default_rng(0)
+    noise = (0.05 * rng.standard_normal((batch, 10, *x.shape[1:]))).astype(np.float32)
+    moves = rng.uniform(-0.02, 0.02, (batch, 10, *x.shape[1:])).astype(np.float32)
+    runs: dict[str, Callable[[], object]] = {
+        "deletion": lambda: deletion(zoo.probe, x, a, y, steps=steps).auc,
+        "insertion": lambda: insertion(zoo.probe, x, a, y, steps=steps).auc,
+        "infidelity": lambda: infidelity(zoo.probe, x, a, y, noise=noise),
+        "sensitivity_max": lambda: sensitivity_max(zoo.probe, x, y, noise=moves),
+    }
+    check: dict[str, str] = {}
+    try:
+        import torch
+        from captum.attr import Saliency
+        from captum.metrics import infidelity as c_infidelity
+        from captum.metrics import sensitivity_max as c_sensitivity
+
+        torch.set_num_threads(2)
+        net = torch_twin(name, zoo.probe).eval()
+        nchw = lambda v: torch.tensor(np.ascontiguousarray(np.moveaxis(v, -1, -3)))  # noqa: E731
+        xt, yt, at = nchw(x), torch.tensor(y).long(), nchw(a)
+        flat_noise = nchw(noise.reshape(-1, *x.shape[1:]))
+        flat_moves = nchw(moves.reshape(-1, *x.shape[1:]))
+        sal = Saliency(net)
+
+        def captum_infidelity():  # noqa: ANN202
+            return c_infidelity(
+                net, lambda z: (flat_noise, z - flat_noise), xt, at, target=yt, n_perturb_samples=10
+            )
+
+        def captum_sensitivity():  # noqa: ANN202
+            return c_sensitivity(
+                sal.attribute, xt, perturb_func=lambda z, r: z + flat_moves,
+                n_perturb_samples=10, target=yt,
+            )  # fmt: skip
+
+        runs["captum_infidelity"] = lambda: captum_infidelity().numpy()
+        runs["captum_sensitivity_max"] = lambda: captum_sensitivity().numpy()
+        for ours, theirs in (("infidelity", "captum_infidelity"),
+                             ("sensitivity_max", "captum_sensitivity_max")):  # fmt: skip
+            want, got = np.asarray(runs[theirs]()), np.asarray(runs[ours]())
+            err = float(np.max(np.abs(got - want) / np.maximum(np.abs(want), 1e-12)))
+            check[ours] = f"max rel diff vs Captum {err:.1e}"
+        quantus = import_quantus()
+        if quantus is not None:
+            add_quantus(quantus, runs, net, x, y, a)
+    except ImportError as err:
+        print(f"{name}: Captum comparison skipped ({err})")
+    med = _interleaved(runs, repeats)
+    for key in ("deletion", "insertion", "infidelity", "sensitivity_max"):
+        line = f"{name}: {key:16s} jaxvis {batch / med[key]:8.1f} images/s"
+        for ref in ("captum", "quantus"):
+            other = f"{ref}_{key}"
+            if key in ("deletion", "insertion") and ref == "quantus":
+                other = "quantus_pixel_flipping"
+            if other in med:
+                line += f"; {ref} {batch / med[other]:7.1f} images/s ({med[other] / med[key]:.1f}x)"
+        if key in check:
+            line += f"; {check[key]}"
+        print(line)
+
+
+def add_quantus(quantus, runs, net, x, y, a) -> None:  # noqa: ANN001
+    """Quantus's PixelFlipping (32 steps), Infidelity and MaxSensitivity (10 samples each) on
+    the same twin and saliency maps (its own per-sample loops)."""
+    xq = np.ascontiguousarray(np.moveaxis(x, -1, 1))
+    aq = np.abs(a).sum(-1)[:, None]  # Quantus works on (N, 1, H, W) maps
+    h, w = x.shape[1:3]
+    flip = quantus.PixelFlipping(
+        features_in_step=_per_step(h * w), perturb_baseline="black", disable_warnings=True
+    )
+    infid = quantus.Infidelity(n_perturb_samples=10, disable_warnings=True)
+    sens = quantus.MaxSensitivity(nr_samples=10, lower_bound=0.02, disable_warnings=True)
+    kwargs = {"model": net, "x_batch": xq, "y_batch": y, "a_batch": aq, "device": "cpu"}
+    explain = {"explain_func": quantus.explain, "explain_func_kwargs": {"method": "Saliency"}}
+    runs["quantus_pixel_flipping"] = lambda: flip(**kwargs)
+    runs["quantus_infidelity"] = lambda: infid(**kwargs)
+    runs["quantus_sensitivity_max"] = lambda: sens(**kwargs, **explain)
+
+
+def bench_methods(name: str, batch: int, repeats: int) -> None:
+    """images/s of every registered method that applies to the model, default options."""
+    zoo = jv.zoo.load(name)
+    x, y = zoo.x_test[:batch], zoo.y_test[:batch].astype(np.int32)
+    vit = bool(jv.attribution.attention_layers(zoo.probe))
+    names = [n for n, m in jv.attribution.methods().items() if m.family != "attention" or vit]
+    runs = {
+        n: (lambda n=n: jv.attribution.attribute(zoo.probe, x, y, method=n).values) for n in names
+    }
+    med = _interleaved(runs, repeats)
+    rates = ", ".join(f"{n} {batch / med[n]:.1f}" for n in names)
+    print(f"{name}: images/s per registered method (batch {batch}, defaults): {rates}")
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="metrics and methods, 3 repeats")
+    quick = parser.parse_args().quick
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     print(
         f"jax {jax.__version__} on {jax.devices()[0].platform}, {os.cpu_count()} cores "
         f"(load average {load}: timings are only comparable on a quiet machine)"
     )
+    batch, repeats = (8, 3) if quick else (BATCH, REPEATS)
     for name in ("mnist_cnn", "shapes_cnn"):
-        bench_model(name)
+        if not quick:
+            bench_model(name)
+        bench_metrics(name, batch, repeats)
+        bench_methods(name, batch, repeats)
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     print(f"load average at the end: {load} (above ~2 other work shared the 2 cores)")
 

@@ -7,7 +7,7 @@ import pytest
 from test_attribution_helpers import images, small_probe
 
 import jaxvis as jv
-from jaxvis.widgets.attribution import Attribution
+from jaxvis.widgets.attribution import AttributionExplorer as Attribution
 
 
 @pytest.fixture(scope="module")

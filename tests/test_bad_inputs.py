@@ -699,19 +699,9 @@ CASES: list[tuple[str, Callable[[Ctx], Any], type[Exception], str]] = [
     ),
 ]
 
-#: Cases whose fix lies in jaxvis/attribution or jaxvis/optvis (being rewritten elsewhere).
-NEEDS_FIX = "needs fix in attribution/optvis after merge"
-XFAIL: set[str] = {
-    "w-attribution-steps",  # AttributionExplorer(steps=0) is accepted
-}
-
 
 def _params(cases: list) -> list:
-    out = []
-    for case in cases:
-        marks = [pytest.mark.xfail(strict=True, reason=NEEDS_FIX)] if case[0] in XFAIL else []
-        out.append(pytest.param(*case[1:], id=case[0], marks=marks))
-    return out
+    return [pytest.param(*case[1:], id=case[0]) for case in cases]
 
 
 def test_there_are_enough_cases() -> None:

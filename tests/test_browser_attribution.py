@@ -76,3 +76,27 @@ def test_moving_alpha_updates_the_interior_gradient(page) -> None:
     assert readout.inner_text() != value0
     _assert_clean(page)
     bh.screenshot(page, "attribution-alpha-moved", selector=ROOT)
+
+
+def test_trust_tab_runs_the_report_and_draws_bars(page) -> None:
+    root = page.locator(ROOT).first
+    root.locator(".lm-TabBar-tab, .p-TabBar-tab", has_text="which can I trust?").first.click()
+    root.locator(".jv-trust-methods select").first.select_option(label=["gradient (saliency)"])
+    root.locator(".jv-trust-metrics select").first.select_option(
+        label=["deletion AUC", "insertion AUC", "sparseness (Gini)"]
+    )
+    root.locator(".jv-trust-run button, button.jv-trust-run").first.click()
+    page.wait_for_function(
+        "(sel) => (document.querySelector(sel)?.innerText || '').includes('done')",
+        arg=f"{ROOT} .jv-trust-status",
+        timeout=240_000,
+        polling=250,
+    )
+    bars = root.locator(".jv-trust-bars rect.bar")
+    bars.first.wait_for(timeout=30_000)
+    assert bars.count() == 1
+    assert root.locator(".jv-trust-curves path.line").count() >= 1
+    assert "saliency" in root.locator(".jv-trust-curves").first.inner_html()  # the legend
+    assert "jv-best" in root.locator(".jv-trust-table").first.inner_html()
+    _assert_clean(page)
+    bh.screenshot(page, "attribution-trust-tab", selector=ROOT)

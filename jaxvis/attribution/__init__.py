@@ -20,12 +20,29 @@ from jaxvis.attribution.attention import (
 from jaxvis.attribution.baselines import blur, make_baselines
 from jaxvis.attribution.cams import grad_cam_plus_plus, layer_cam, score_cam
 from jaxvis.attribution.deeplift import deeplift
+from jaxvis.attribution.faithfulness import (
+    deletion,
+    infidelity,
+    insertion,
+    mufidelity,
+    pixel_flipping,
+    road,
+    sensitivity_max,
+)
 from jaxvis.attribution.gradcam import grad_cam
 from jaxvis.attribution.gradients import guided_backprop, input_x_gradient, saliency, smoothgrad
 from jaxvis.attribution.guided_paths import blur_ig, guided_ig
 from jaxvis.attribution.integrated import integrated_gradients, interior_gradients
 from jaxvis.attribution.lrp import COMPOSITES, RULES, lrp, lrp_rules
-from jaxvis.attribution.metrics import spearman, ssim
+from jaxvis.attribution.metrics import (
+    complexity,
+    mask_mass,
+    pointing_game,
+    relevance_rank,
+    sparseness,
+    spearman,
+    ssim,
+)
 from jaxvis.attribution.perturbation import (
     feature_ablation,
     kernel_shap,
@@ -36,6 +53,7 @@ from jaxvis.attribution.perturbation import (
 )
 from jaxvis.attribution.quadrature import METHODS, nodes
 from jaxvis.attribution.registry import FAMILIES, Method, attribute, get_method, methods, register
+from jaxvis.attribution.report import report
 from jaxvis.attribution.result import Attribution
 from jaxvis.attribution.sanity import localisation, randomisation_test, randomise
 from jaxvis.attribution.segments import segment
@@ -44,6 +62,19 @@ from jaxvis.attribution.xrai import xrai
 
 __all__ = [
     "COMPOSITES",
+    "sparseness",
+    "sensitivity_max",
+    "road",
+    "report",
+    "relevance_rank",
+    "pointing_game",
+    "pixel_flipping",
+    "mufidelity",
+    "mask_mass",
+    "insertion",
+    "infidelity",
+    "deletion",
+    "complexity",
     "FAMILIES",
     "HEAD_FUSIONS",
     "METHODS",

@@ -27,36 +27,39 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxvis.attribution import _checks
-from jaxvis.attribution.gradcam import grad_cam
-from jaxvis.attribution.gradients import guided_backprop, input_x_gradient, saliency, smoothgrad
-from jaxvis.attribution.integrated import integrated_gradients
+from jaxvis.attribution.gradients import saliency
 from jaxvis.attribution.metrics import normalise_map, spearman, ssim, to_map
+from jaxvis.attribution.registry import get_method
 
 __all__ = [
-    "METHODS",
     "RandomisationResult",
     "localisation",
+    "method_fn",
     "randomisation_test",
     "randomise",
 ]
 
 _STATS = ("mean", "var", "batch_stats", "count")
 
+#: Names compared signed, as in the paper: the plain gradient (saliency without ``abs``).
+SIGNED_GRADIENT = ("gradient", "saliency")
+
 
 def _gradient(probe: Any, x: Any, target: Any, **kw: Any) -> Any:
     return saliency(probe, x, target, abs=False, **kw)
 
 
-#: Methods by name for :func:`randomisation_test` (values are ``fn(probe, x, target, ...)``).
-METHODS: dict[str, Callable[..., Any]] = {
-    "gradient": _gradient,
-    "saliency": _gradient,  # signed, as compared in the paper
-    "integrated_gradients": integrated_gradients,
-    "input_x_gradient": input_x_gradient,
-    "smoothgrad": smoothgrad,
-    "guided_backprop": guided_backprop,
-    "grad_cam": grad_cam,
-}
+def method_fn(method: str | Callable[..., Any]) -> Callable[..., Any]:
+    """The function behind ``method``: a name in the registry (``jv.attribution.methods()``;
+    ``"gradient"`` and ``"saliency"`` mean the signed gradient), or a callable as it is."""
+    if callable(method):
+        return method
+    if method in SIGNED_GRADIENT:
+        return _gradient
+    try:
+        return get_method(method).fn
+    except ValueError as err:
+        raise ValueError(f"{err} (or 'gradient', the signed gradient)") from None
 
 
 def _path_names(path: tuple) -> list[str]:
@@ -171,7 +174,8 @@ def randomisation_test(
     Args:
         probe, x, target: as for the attribution methods (target None: the trained model's
             prediction, kept fixed through the test).
-        method: a name in :data:`METHODS` or a function ``fn(probe, x, target, params=...)``.
+        method: a registered method name (``"gradient"``/``"saliency"``: the signed gradient)
+            or a function ``fn(probe, x, target, params=...)``.
         mode: ``"cascading"`` (randomise from the output layer down, cumulatively) or
             ``"independent"`` (one layer at a time).
         layers: layers with weights to randomise, in the order to go; default: all, from the
@@ -183,9 +187,7 @@ def randomisation_test(
     """
     if mode not in ("cascading", "independent"):
         raise ValueError(f"mode must be 'cascading' or 'independent', got {mode!r}")
-    fn = METHODS.get(method) if isinstance(method, str) else method
-    if fn is None:
-        raise ValueError(f"unknown method {method!r}: expected one of {', '.join(METHODS)}")
+    fn = method_fn(method)
     x = _checks.check_images(probe, x)
     if target is None:
         target = np.asarray(jnp.argmax(probe(x), -1))

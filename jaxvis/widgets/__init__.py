@@ -37,7 +37,7 @@ from jaxvis.widgets._errors import ErrorBox
 from jaxvis.widgets._export import save_html
 from jaxvis.widgets.atlas import ActivationAtlas
 from jaxvis.widgets.attention import AttentionExplorer
-from jaxvis.widgets.attribution import Attribution as AttributionExplorer
+from jaxvis.widgets.attribution import AttributionExplorer
 from jaxvis.widgets.channel_grid import ChannelGrid, GridSpec, LayerGrids
 from jaxvis.widgets.concepts import ConceptExplorer
 from jaxvis.widgets.feature_vis import FeatureVis

@@ -1,20 +1,25 @@
-"""``Attribution``: which pixels a decision rests on, and whether the explanation holds up.
+"""``AttributionExplorer``: which pixels a decision rests on, and whether the explanation holds up.
 
 Pick an image and a class (predicted class first, with probabilities), a method, steps and a
 baseline; slide alpha to walk the interior gradients; see the attribution over the image and
 beside it, the completeness gap of integrated gradients (with a warning above 5% and a button
 that raises the steps until it is below), and in a second tab the model-randomisation sanity
-check plotted per layer. All maths comes from :mod:`jaxvis.attribution`; moving the class,
-alpha, baseline or noise slider reuses the compiled function.
+check plotted per layer, and in a third ("which can I trust?") :func:`jaxvis.attribution.report`
+on the widget's images: bars per metric with confidence intervals, deletion/insertion curves
+to hover, the maps side by side. Methods are read from the registry
+(``jv.attribution.methods()``). All maths comes from :mod:`jaxvis.attribution`; moving the
+class, alpha, baseline or noise slider, or the report's method, target or metric, reuses the
+compiled functions.
 
 Example::
 
     zoo = jv.zoo.load("mnist_cnn")
-    jv.widgets.Attribution(zoo.probe, zoo.x_test[:20], labels=zoo.y_test[:20])
+    jv.widgets.AttributionExplorer(zoo.probe, zoo.x_test[:20], labels=zoo.y_test[:20])
 """
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import bqplot as bq
@@ -23,6 +28,7 @@ import numpy as np
 
 from jaxvis import attribution as A
 from jaxvis import render
+from jaxvis._checks import check_int
 from jaxvis.probe import Probe
 from jaxvis.widgets._common import (
     check_images,
@@ -35,41 +41,43 @@ from jaxvis.widgets._common import (
 from jaxvis.widgets._errors import ErrorBox
 from jaxvis.widgets._export import StaticHTML
 
-__all__ = ["Attribution"]
+__all__ = ["AttributionExplorer"]
 
-#: Method label -> name in :mod:`jaxvis.attribution`.
-METHOD_LABELS = {
-    "integrated gradients": "integrated_gradients",
-    "interior gradients (alpha)": "interior_gradients",
-    "gradient (saliency)": "saliency",
-    "input x gradient": "input_x_gradient",
-    "SmoothGrad": "smoothgrad",
-    "Grad-CAM": "grad_cam",
-    "guided backprop": "guided_backprop",
-}
+from jaxvis.attribution.report import DEFAULT_METHODS, METRICS, Report
+
 BASELINES = ("black", "white", "blur", "uniform")
 WARN_GAP = 0.05
 MAX_STEPS = 1024
 VIEW_PX = 224
+TRUST_IMAGES = 8
 
 
-class Attribution(StaticHTML, W.VBox):
+def method_labels(probe: Probe) -> dict[str, str]:
+    """Label -> name of the registered methods that apply to ``probe`` (the attention family
+    only for a probe with attention layers), in registry order."""
+    vit = bool(A.attention_layers(probe))
+    return {m.label: name for name, m in A.methods().items() if m.family != "attention" or vit}
+
+
+class AttributionExplorer(StaticHTML, W.VBox):
     """Attribution explorer for one probe and a set of images.
 
     Args:
         probe: a :class:`jaxvis.Probe` (its output is taken as logits).
         images: ``(N, H, W, C)`` float images in ``probe.input_range``.
         labels: optional true class per image, shown in the caption.
-        method: initial method (a name of :mod:`jaxvis.attribution`).
+        method: initial method (a registered name, ``jv.attribution.methods()``).
         steps: initial number of integration steps.
+        masks: optional ``(N, H, W)`` bool object masks: the report then scores localisation.
 
     Attributes worth reading in tests: ``result`` (the last :class:`jaxvis.attribution.
     Attribution`), ``overlay_png``, ``gap`` (relative completeness gap or None),
-    ``sanity_result``, ``errors`` (the :class:`ErrorBox`).
+    ``sanity_result``, ``report_result`` (the last :class:`jaxvis.attribution.report.Report`),
+    ``trust_thread`` (the report's thread: ``join()`` it), ``errors`` (the :class:`ErrorBox`).
 
     Example::
 
-        w = jv.widgets.Attribution(probe, x, labels=y)
+        w = jv.widgets.AttributionExplorer(probe, x, labels=y)
         w.target.value = 3; w.alpha.value = 0.2
     """
 
@@ -81,14 +89,25 @@ class Attribution(StaticHTML, W.VBox):
         *,
         method: str = "integrated_gradients",
         steps: int = 50,
+        masks: Any = None,
     ) -> None:
         self.probe = check_probe(probe)
         self.images = check_images(images, self.probe)
         self.labels = check_labels(labels, len(self.images))
-        if method not in METHOD_LABELS.values():
+        steps = check_int(steps, "steps", minimum=1, maximum=MAX_STEPS)
+        self.method_labels = method_labels(self.probe)
+        if method not in self.method_labels.values():
             raise ValueError(
-                f"method must be one of {', '.join(METHOD_LABELS.values())}, got {method!r}"
+                f"method must be one of {', '.join(self.method_labels.values())}, got {method!r}"
             )
+        if masks is not None:
+            masks = np.asarray(masks)
+            if masks.dtype != bool or masks.shape != self.images.shape[:3]:
+                raise ValueError(
+                    f"masks must be bool with shape {self.images.shape[:3]} (N, H, W), got "
+                    f"{masks.dtype} {masks.shape}"
+                )
+        self.masks = masks
         self.errors = ErrorBox()
         self.result: A.Attribution | None = None
         self.sanity_result: A.sanity.RandomisationResult | None = None
@@ -113,7 +132,7 @@ class Attribution(StaticHTML, W.VBox):
         self.target = W.Dropdown(description="class", style=style, layout=lay)
         self.target.add_class("jv-attr-class")
         self.method = W.Dropdown(
-            options=list(METHOD_LABELS.items()),
+            options=list(self.method_labels.items()),
             value=method,
             description="method",
             style=style,
@@ -206,9 +225,11 @@ class Attribution(StaticHTML, W.VBox):
         )
 
         self._build_sanity()
-        self.tabs = W.Tab(children=[explain, self.sanity_box])
+        self._build_trust()
+        self.tabs = W.Tab(children=[explain, self.sanity_box, self.trust_box])
         self.tabs.set_title(0, "explain")
         self.tabs.set_title(1, "sanity check")
+        self.tabs.set_title(2, "which can I trust?")
         super().__init__([self.tabs, self.errors])
         self.add_class("jv-attribution")
 
@@ -280,7 +301,7 @@ class Attribution(StaticHTML, W.VBox):
             )
         if method == "saliency":
             return A.saliency(self.probe, x, t, abs=False)
-        return getattr(A, method)(self.probe, x, t)
+        return A.attribute(self.probe, x, t, method=method)
 
     def _show_gap(self) -> None:
         rel = None if self.result is None else self.result.relative_delta
@@ -336,7 +357,7 @@ class Attribution(StaticHTML, W.VBox):
 
     def _build_sanity(self) -> None:
         self.sanity_method = W.Dropdown(
-            options=[(k, v) for k, v in METHOD_LABELS.items() if v not in ("interior_gradients",)],
+            options=[(k, v) for k, v in self.method_labels.items() if v != "interior_gradients"],
             value="integrated_gradients",
             description="method",
         )
@@ -388,7 +409,12 @@ class Attribution(StaticHTML, W.VBox):
         method = self.sanity_method.value
         kwargs = {"steps": int(self.steps.value)} if method == "integrated_gradients" else {}
         res = A.randomisation_test(
-            self.probe, self.x, int(self.target.value), method, self.sanity_mode.value, **kwargs
+            self.probe,
+            self.x,
+            int(self.target.value),
+            method=method,
+            mode=self.sanity_mode.value,
+            **kwargs,
         )
         self.sanity_result = res
         steps = list(res.layers)
@@ -405,3 +431,205 @@ class Attribution(StaticHTML, W.VBox):
             scale=max(1, 64 // maps.shape[1]),
         )
         self.sanity_maps.value = render.png_bytes(grid)
+
+    # ------------------------------------------------------------------ trust tab
+
+    def _build_trust(self) -> None:
+        self.report_result: Report | None = None
+        self.trust_thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        choices = [(k, v) for k, v in self.method_labels.items() if v != "interior_gradients"]
+        names = [v for _, v in choices]
+        self.trust_methods = W.SelectMultiple(
+            options=choices,
+            value=[m for m in DEFAULT_METHODS if m in names][:4] or names[:1],
+            description="methods",
+            rows=6,
+        )
+        self.trust_methods.add_class("jv-trust-methods")
+        metrics = [
+            (spec.label, name)
+            for name, spec in METRICS.items()
+            if self.masks is not None or not spec.needs_masks
+        ]
+        self.trust_metrics = W.SelectMultiple(
+            options=metrics,
+            value=[v for _, v in metrics if v != "sensitivity_max"],
+            description="metrics",
+            rows=6,
+        )
+        self.trust_metrics.add_class("jv-trust-metrics")
+        n = len(self.images)
+        self.trust_count = W.BoundedIntText(
+            min(TRUST_IMAGES, n), min=1, max=n, description="images"
+        )
+        self.trust_run = W.Button(description="run report", button_style="primary")
+        self.trust_run.add_class("jv-trust-run")
+        self.trust_stop = W.Button(description="stop", button_style="warning", disabled=True)
+        self.trust_stop.add_class("jv-trust-stop")
+        self.trust_progress = W.IntProgress(0, min=0, max=1, description="")
+        self.trust_progress.add_class("jv-trust-progress")
+        self.trust_status = W.HTML()
+        self.trust_status.add_class("jv-trust-status")
+        self.trust_metric = W.Dropdown(options=metrics, value=metrics[0][1], description="show")
+        self.trust_metric.add_class("jv-trust-metric")
+        self.trust_curve = W.ToggleButtons(options=["deletion", "insertion"], value="deletion")
+        self.trust_curve.add_class("jv-trust-curve")
+
+        xs, ys = bq.OrdinalScale(), bq.LinearScale()
+        self.trust_bars = bq.Bars(
+            x=[],
+            y=[],
+            scales={"x": xs, "y": ys},
+            colors=["#4c78a8"],
+            tooltip=bq.Tooltip(fields=["x", "y"], formats=["", ".3g"]),
+        )
+        self.trust_ci = bq.Lines(
+            x=[], y=[], scales={"x": xs, "y": ys}, colors=["#222"], stroke_width=2
+        )
+        self.trust_figure = bq.Figure(
+            marks=[self.trust_bars, self.trust_ci],
+            axes=[bq.Axis(scale=xs, tick_rotate=-20), bq.Axis(scale=ys, side="left")],
+            title="mean over images, 95% interval",
+            layout=W.Layout(width="480px", height="320px"),
+        )
+        self.trust_figure.add_class("jv-trust-bars")
+        cx, cy = bq.LinearScale(min=0.0, max=1.0), bq.LinearScale()
+        self.trust_lines = bq.Lines(
+            x=[0.0, 1.0],
+            y=[[0.0, 0.0]],
+            scales={"x": cx, "y": cy},
+            display_legend=True,
+            labels=[""],
+            tooltip=bq.Tooltip(fields=["name", "x", "y"], formats=["", ".2f", ".3f"]),
+        )
+        self.trust_curves = bq.Figure(
+            marks=[self.trust_lines],
+            axes=[
+                bq.Axis(scale=cx, label="share of pixels removed / inserted"),
+                bq.Axis(scale=cy, side="left", label="probability of the class"),
+            ],
+            title="deletion curve (mean over images)",
+            layout=W.Layout(width="480px", height="320px"),
+            legend_location="top-right",
+        )
+        self.trust_curves.add_class("jv-trust-curves")
+        self.trust_maps = W.HBox()
+        self.trust_maps.add_class("jv-trust-maps")
+        self.trust_table = W.HTML()
+        self.trust_table.add_class("jv-trust-table")
+        self.trust_failures = W.HTML()
+        self.trust_failures.add_class("jv-trust-failures")
+
+        self.trust_run.on_click(self.errors.guard(self._on_trust_run))
+        self.trust_stop.on_click(lambda _b: self._stop.set())
+        for w in (self.trust_metric, self.trust_curve):
+            w.observe(self.errors.guard(self._draw_trust), "value")
+        self.trust_box = W.VBox(
+            [
+                W.HTML(
+                    "Score each method on the first images: is the map faithful to the model "
+                    "(deletion, insertion, MuFidelity, ROAD, infidelity), stable, on the object "
+                    "(with masks), and does it fail when the weights are randomised?"
+                ),
+                W.HBox([self.trust_methods, self.trust_metrics]),
+                W.HBox([self.trust_count, self.trust_run, self.trust_stop, self.trust_progress]),
+                self.trust_status,
+                self.trust_failures,
+                W.HBox([self.trust_metric, self.trust_curve]),
+                W.HBox([self.trust_figure, self.trust_curves]),
+                self.trust_maps,
+                self.trust_table,
+            ]
+        )
+
+    def _trust_targets(self, count: int) -> np.ndarray:
+        """The predicted class per image, the current image's from the class menu."""
+        targets = np.asarray(np.argmax(np.asarray(self.probe(self.images[:count])), -1))
+        if self.index.value < count and self.target.value is not None:
+            targets[self.index.value] = int(self.target.value)
+        return targets.astype(np.int32)
+
+    def _on_trust_run(self, _button: Any) -> None:
+        if self.trust_thread is not None and self.trust_thread.is_alive():
+            raise RuntimeError("a report is already running: stop it first")
+        if not self.trust_methods.value:
+            raise ValueError("choose at least one method for the report")
+        if not self.trust_metrics.value:
+            raise ValueError("choose at least one metric for the report")
+        count = int(self.trust_count.value)
+        args = {
+            "probe": self.probe,
+            "x": self.images[:count],
+            "targets": self._trust_targets(count),
+            "methods": list(self.trust_methods.value),
+            "metrics": list(self.trust_metrics.value),
+            "masks": None if self.masks is None else self.masks[:count],
+        }
+        self._stop.clear()
+        self.trust_run.disabled = True
+        self.trust_stop.disabled = False
+        self.trust_status.value = "running…"
+        self.trust_thread = threading.Thread(
+            target=self.errors.guard(self._run_report), args=(args,), daemon=True
+        )
+        self.trust_thread.start()
+
+    def _progress(self, done: int, total: int, label: str) -> bool:
+        self.trust_progress.max = total
+        self.trust_progress.value = done
+        self.trust_status.value = f"{done}/{total} · {label}"
+        return not self._stop.is_set()
+
+    def _run_report(self, args: dict[str, Any]) -> None:
+        try:
+            rep = A.report(**args, progress=self._progress)
+        finally:
+            self.trust_run.disabled = False
+            self.trust_stop.disabled = True
+        self.report_result = rep
+        self.trust_status.value = "stopped (partial table)" if rep.stopped else "done"
+        failures = "".join(
+            f"<div>{method}{' / ' + metric if metric else ''}: {msg}</div>"
+            for (method, metric), msg in rep.errors.items()
+        )
+        self.trust_failures.value = (
+            f'<div class="jv-error" style="color:#a00">{failures}</div>' if failures else ""
+        )
+        self.trust_table.value = rep._repr_html_()
+        self._draw_trust(None)
+
+    def _draw_trust(self, _change: Any) -> None:
+        rep = self.report_result
+        if rep is None:
+            return
+        metric = self.trust_metric.value
+        rows = [r for r in rep.table if r["metric"] == metric and np.isfinite(r["mean"])]
+        if metric not in rep.metrics:
+            self.trust_figure.title = f"{METRICS[metric].label}: not in this report"
+        else:
+            better = "higher" if METRICS[metric].better == "higher" else "lower"
+            self.trust_figure.title = f"{METRICS[metric].label} ({better} is better), 95% interval"
+        labels = [r["method"] for r in rows]
+        self.trust_bars.x = labels
+        self.trust_bars.y = [r["mean"] for r in rows]
+        self.trust_ci.x = [[m, m] for m in labels]
+        self.trust_ci.y = [[r["low"], r["high"]] for r in rows]
+        kind = self.trust_curve.value
+        curves = [(m, rep.curves[m][kind]) for m in rep.methods if kind in rep.curves.get(m, {})]
+        if curves:
+            self.trust_lines.x = curves[0][1].fractions
+            self.trust_lines.y = [c.scores.mean(1) for _, c in curves]
+            self.trust_lines.labels = [m for m, _ in curves]
+            self.trust_curves.title = f"{kind} curve (mean over images)"
+        self._draw_trust_maps(rep)
+
+    def _draw_trust_maps(self, rep: Any) -> None:
+        i = self.index.value if self.index.value < len(next(iter(rep.maps.values()), [])) else 0
+        tiles = []
+        for method, maps in rep.maps.items():
+            heat = render.colorize(render.normalize(maps[i], "symmetric"), "rwb")
+            factor = max(1, 96 // max(heat.shape[:2]))
+            img = W.Image(value=render.png_bytes(render.upscale(heat, factor)), format="png")
+            tiles.append(W.VBox([W.HTML(f"<small>{method}</small>"), img]))
+        self.trust_maps.children = tiles
