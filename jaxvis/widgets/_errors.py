@@ -63,16 +63,18 @@ class ErrorBox(W.HTML):
             self.value = ""
 
     def guard(self, fn: F) -> F:
-        """Wrap a callback: exceptions are shown in the box instead of propagating."""
+        """Wrap a callback: exceptions are shown in the box instead of propagating.
+
+        The box is cleared *before* the callback runs (the user acted again), so an error that
+        a background thread started by the callback shows stays shown."""
 
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
+            self.clear()
             try:
-                result = fn(*args, **kwargs)
+                return fn(*args, **kwargs)
             except Exception as exc:  # noqa: BLE001 - shown to the user, widget stays alive
                 self.show(exc, getattr(fn, "__name__", "").lstrip("_").replace("_", " "))
                 return None
-            self.clear()
-            return result
 
         return wrapper  # type: ignore[return-value]

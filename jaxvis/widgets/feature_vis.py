@@ -1,7 +1,9 @@
 """``FeatureVis``: watch the image a unit responds to most take shape, live.
 
-Pick a layer and a channel (or a neuron, or a class), a parameterisation and a preset, move
-the regularizer sliders and press Run: :func:`jaxvis.optvis.render` runs in a background
+Pick a layer and a channel (or a neuron, or a class), a parameterisation (Fourier, pixel or
+MaCo) and a preset (``auto``, the default, is chosen from the model as in
+:func:`jaxvis.optvis.render`; Lucid's and Yosinski's by name), move the regularizer sliders
+and press Run: :func:`jaxvis.optvis.render` runs in a background
 thread, and between chunks of steps the widget updates the preview, the progress bar and the
 objective curve. Stop ends the run and keeps the last image. "Whole layer" shows the layer's
 channels as one grid, optimised as one vectorised batch: all of them up to
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +49,13 @@ from jaxvis.widgets._export import StaticHTML
 from jaxvis.widgets.atlas import ActivationAtlas
 
 __all__ = ["FeatureVis", "preview_image"]
+
+#: Image parameterisations the "image" menu offers (MaCo with its 1/f magnitude prior).
+PARAMS: dict[str, Callable[[], optvis.ImageParam]] = {
+    "fourier": optvis.fourier,
+    "pixel": optvis.pixel,
+    "maco": optvis.maco,
+}
 
 #: The steps slider's minimum (and the smallest ``steps`` the widget accepts).
 MIN_STEPS = 8
@@ -176,9 +186,11 @@ class FeatureVis(StaticHTML, W.VBox):
         self.whole_layer = W.Checkbox(False, description="whole layer (grid)", indent=False)
         self.whole_layer.add_class("jv-fv-grid-mode")
 
-        self.preset = W.Dropdown(options=list(optvis.PRESETS), value="lucid", description="preset")
+        self.preset = W.Dropdown(
+            options=["auto", *optvis.PRESETS], value="auto", description="preset"
+        )
         self.preset.add_class("jv-fv-preset")
-        self.param = W.Dropdown(options=["fourier", "pixel"], value="fourier", description="image")
+        self.param = W.Dropdown(options=list(PARAMS), value="fourier", description="image")
         self.param.add_class("jv-fv-param")
         self.transforms = W.Checkbox(True, description="jitter/scale/rotate", indent=False)
         self.reg = {
@@ -322,8 +334,13 @@ class FeatureVis(StaticHTML, W.VBox):
         self.channel_slider.disabled = is_class
         self.class_select.disabled = not is_class
 
+    def _preset(self) -> optvis.Preset:
+        """The selected preset; ``"auto"`` is chosen from the model (``optvis.defaults``)."""
+        name = self.preset.value
+        return optvis.defaults.auto(self.probe) if name == "auto" else optvis.PRESETS[name]
+
     def _on_preset(self, change: Any) -> None:
-        pre = optvis.PRESETS[self.preset.value]
+        pre = self._preset()
         self.param.value = pre.param.kind
         self.transforms.value = pre.transforms is not None
         for name, slider in self.reg.items():
@@ -367,16 +384,14 @@ class FeatureVis(StaticHTML, W.VBox):
     def settings(self) -> dict[str, Any]:
         """Keyword arguments for :func:`jaxvis.optvis.render` from the controls."""
         kind = self.param.value
-        param = optvis.pixel() if kind == "pixel" else optvis.fourier()
-        pre = optvis.PRESETS[self.preset.value]
-        if pre.param.kind == kind:
-            param = pre.param
+        pre = self._preset()
+        param = pre.param if pre.param.kind == kind else PARAMS[kind]()
         regs = optvis.Regularizers(
             **{k: s.value for k, s in self.reg.items()}, blur_every=self.blur_every.value
         )
         return {
             "param": param,
-            "transforms": "standard" if self.transforms.value else None,
+            "transforms": (pre.transforms or "standard") if self.transforms.value else None,
             "regularizers": regs,
             "lr": float(self.lr.value),
             "steps": int(self.steps.value),
