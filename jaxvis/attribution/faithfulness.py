@@ -33,6 +33,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxvis._checks import check_optional_positive_int
+from jaxvis._protocols import ProbeLike
 from jaxvis.attribution import _checks
 from jaxvis.attribution._core import cached_jit, count_trace
 from jaxvis.attribution.baselines import make_baselines
@@ -111,7 +113,7 @@ def _output(output: Any) -> bool:
     return output == "probability"
 
 
-def _target(probe: Any, x: Any, target: Any, softmax: bool) -> _checks.Target:
+def _target(probe: ProbeLike, x: Any, target: Any, softmax: bool) -> _checks.Target:
     tgt = _checks.resolve_target(probe, x, target)
     if softmax and tgt.kind != "class":
         raise ValueError(
@@ -121,7 +123,7 @@ def _target(probe: Any, x: Any, target: Any, softmax: bool) -> _checks.Target:
     return tgt
 
 
-def _fill(probe: Any, x: Any, spec: Any, name: str) -> np.ndarray:
+def _fill(probe: ProbeLike, x: Any, spec: Any, name: str) -> np.ndarray:
     """A baseline spec (as :func:`~jaxvis.attribution.make_baselines`: "black", "blur", a
     number, an array) as one ``(N, H, W, C)`` float32 array."""
     if isinstance(spec, list):
@@ -184,7 +186,7 @@ def _n_samples(kind: str, arrays: Sequence[Any]) -> int:
     return int(np.shape(arrays[arg])[axis])
 
 
-def _build(probe: Any, tgt: _checks.Target, kind: str, softmax: bool, chunk: int) -> Callable:
+def _build(probe: ProbeLike, tgt: _checks.Target, kind: str, softmax: bool, chunk: int) -> Callable:
     point = _POINTS[kind]
 
     def score(params: Any, z: jax.Array, index: jax.Array) -> jax.Array:
@@ -213,7 +215,7 @@ def _build(probe: Any, tgt: _checks.Target, kind: str, softmax: bool, chunk: int
 
 
 def perturbed_scores(
-    probe: Any,
+    probe: ProbeLike,
     tgt: _checks.Target,
     kind: str,
     arrays: Sequence[Any],
@@ -225,7 +227,7 @@ def perturbed_scores(
 
     ``kind`` names how point ``(m, n)`` is made from ``arrays`` (see ``_POINTS``); compiled
     once per probe, target kind, ``kind``, output and chunk size, then for new shapes only."""
-    batch_size = _checks.check_batch_size(batch_size)
+    batch_size = check_optional_positive_int(batch_size, "batch_size")
     total = int(np.shape(arrays[0])[0]) * _n_samples(kind, arrays)
     chunk = batch_size or _checks.auto_batch_size(probe, total)
     chunk = min(chunk, total)
@@ -248,7 +250,7 @@ def _auc(fractions: np.ndarray, scores: np.ndarray) -> np.ndarray:
 
 
 def _curve(
-    probe: Any,
+    probe: ProbeLike,
     x: Any,
     attributions: Any,
     target: Any,
@@ -278,7 +280,7 @@ def _steps(steps: Any, n_pixels: int) -> np.ndarray:
 
 
 def deletion(
-    probe: Any,
+    probe: ProbeLike,
     x: Any,
     attributions: Any,
     target: Any = None,
@@ -307,7 +309,7 @@ def deletion(
 
 
 def insertion(
-    probe: Any,
+    probe: ProbeLike,
     x: Any,
     attributions: Any,
     target: Any = None,
@@ -331,7 +333,7 @@ def insertion(
 
 
 def pixel_flipping(
-    probe: Any,
+    probe: ProbeLike,
     x: Any,
     attributions: Any,
     target: Any = None,
@@ -439,7 +441,7 @@ class RoadResult:
 
 
 def road(
-    probe: Any,
+    probe: ProbeLike,
     x: Any,
     attributions: Any,
     target: Any = None,
@@ -502,7 +504,7 @@ def _subsets(h: int, w: int, samples: int, subset: float, grid: int, seed: int) 
 
 
 def mufidelity(
-    probe: Any,
+    probe: ProbeLike,
     x: Any,
     attributions: Any,
     target: Any = None,
@@ -575,7 +577,7 @@ def _noise(x: Any, noise: Any, samples: Any, draw: Callable[[tuple], np.ndarray]
 
 
 def infidelity(
-    probe: Any,
+    probe: ProbeLike,
     x: Any,
     attributions: Any,
     target: Any = None,
@@ -616,7 +618,7 @@ def infidelity(
 
 
 def sensitivity_max(
-    probe: Any,
+    probe: ProbeLike,
     x: Any,
     target: Any = None,
     *,

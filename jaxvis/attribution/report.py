@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from jaxvis._protocols import ProbeLike
 from jaxvis.attribution import _checks
 from jaxvis.attribution import faithfulness as F
 from jaxvis.attribution import metrics as M
@@ -62,7 +63,7 @@ FAST_OPTIONS: dict[str, dict[str, Any]] = {
 class Context:
     """What a metric sees: the batch, the targets, one method's result and settings."""
 
-    probe: Any
+    probe: ProbeLike
     x: np.ndarray
     target: np.ndarray
     method: str
@@ -335,7 +336,7 @@ def _choose_metrics(metrics: Any, masks: Any) -> list[str]:
 
 
 def report(
-    probe: Any,
+    probe: ProbeLike,
     x: Any,
     targets: Any = None,
     methods: Sequence[str] | str | None = None,

@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxvis._protocols import ProbeLike
 from jaxvis.attribution import _checks
 from jaxvis.attribution.gradients import saliency
 from jaxvis.attribution.metrics import normalise_map, spearman, ssim, to_map
@@ -45,7 +46,7 @@ _STATS = ("mean", "var", "batch_stats", "count")
 SIGNED_GRADIENT = ("gradient", "saliency")
 
 
-def _gradient(probe: Any, x: Any, target: Any, **kw: Any) -> Any:
+def _gradient(probe: ProbeLike, x: Any, target: Any, **kw: Any) -> Any:
     return saliency(probe, x, target, abs=False, **kw)
 
 
@@ -72,7 +73,7 @@ def _path_names(path: tuple) -> list[str]:
     return out
 
 
-def randomise(probe: Any, layers: Sequence[str], seed: int = 0, params: Any = None) -> Any:
+def randomise(probe: ProbeLike, layers: Sequence[str], seed: int = 0, params: Any = None) -> Any:
     """A copy of the parameters with those of ``layers`` re-drawn at random.
 
     Each array is replaced by Gaussian noise with the array's own standard deviation (a
@@ -160,7 +161,7 @@ class RandomisationResult:
 
 
 def randomisation_test(
-    probe: Any,
+    probe: ProbeLike,
     x: Any,
     target: Any = None,
     method: str | Callable[..., Any] = "integrated_gradients",
