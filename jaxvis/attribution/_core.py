@@ -14,7 +14,7 @@ Every kernel is traced under :func:`jaxvis.fast_conv.fast_convolutions`: same va
 max pooling's gradient avoids select-and-scatter, and inside a ``lax.scan`` the convolutions'
 input gradients (NNX and Linen) stay on XLA:CPU's fast path (without it, IG of 16 images x 50
 steps took 2.2 s on ``shapes_cnn`` instead of 0.32 s, and 0.16 s instead of 0.11 s on
-``mnist_cnn``, on 2 cores; see DESIGN.md, "XLA on the CPU"). Programs without a loop keep XLA's
+``mnist_cnn``, on 2 cores; see docs/design.md, "XLA on the CPU"). Programs without a loop keep XLA's
 own convolution gradients, which are as fast there and compile faster.
 
 Every jitted function is cached per probe and per static setting; shapes are the only other

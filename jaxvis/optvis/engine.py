@@ -8,7 +8,7 @@ learning rate and the seed are traced, so changing them does not compile again.
 Steps run in chunks; between chunks ``callback(progress)`` sees the step, the objective and
 (lazily) the current images, and can stop the run by returning ``False``. A chunk is one jitted
 ``lax.scan`` over its steps, or a Python loop over one jitted step. Inside a loop XLA:CPU used
-to run a convolution's input gradient several times slower (see DESIGN.md, "XLA on the CPU");
+to run a convolution's input gradient several times slower (see docs/design.md, "XLA on the CPU");
 inside the scan the model is traced with :mod:`jaxvis.fast_conv`, which avoids that (the
 one-step program keeps XLA's convolutions, which are fast there and compile faster; both use
 the fast max-pooling gradient). ``loop="auto"`` (the default) picks by the model's cost
