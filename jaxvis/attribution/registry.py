@@ -21,8 +21,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from jaxvis._protocols import ProbeLike
 from jaxvis.attribution.result import Attribution
 
@@ -84,11 +82,12 @@ def register(
 
 
 def _with_inputs(result: Any, probe: ProbeLike, x: Any) -> Any:
-    """``result`` with the explained inputs kept for its picture, when the method left them out."""
+    """``result`` with the explained inputs kept for its picture, when the method left them out
+    (a reference, not a copy: a device array stays on its device until the picture is drawn)."""
     if not isinstance(result, Attribution) or result.inputs is not None:
         return result
     return dataclasses.replace(
-        result, inputs=np.asarray(x), input_range=getattr(probe, "input_range", (0.0, 1.0))
+        result, inputs=x, input_range=getattr(probe, "input_range", (0.0, 1.0))
     )
 
 
